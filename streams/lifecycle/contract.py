@@ -1,0 +1,122 @@
+"""The upstream event contract (DOMAIN.md): what each event type must carry.
+
+`problem(event)` names the first thing wrong with an event, or returns None.
+Both the CLI (before publishing) and the worker (after decoding) use it, so a
+bad event is refused with the same reason wherever it shows up.
+"""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+ENVELOPE = ("event_id", "event_type", "order_id", "event_time")
+
+ESSENTIAL: dict[str, tuple[str, ...]] = {
+    "ORDER_CREATED": ("shop_id", "region", "buyer_id", "currency", "line_items", "total_amount", "shipping_address"),
+    "ORDER_PAID": ("amount", "payment_method"),
+    "BUYER_CANCEL_REQUESTED": ("reason",),
+    "SELLER_CANCEL_RESPONSE": ("decision",),
+    "SELLER_CANCELLED": ("reason",),
+    "PACKAGE_SHIPPED": ("carrier", "tracking_number"),
+    "LOGISTICS_UPDATE": ("status", "location", "description"),
+    "DELIVERY_FAILED": ("reason",),
+    "REDELIVERY_REQUESTED": ("new_address",),
+    "DELIVERED": (),
+    "BUYER_CONFIRMED_RECEIPT": (),
+    "REVIEW_POSTED": ("rating", "comment"),
+    "AFTER_SALES_REQUESTED": ("kind", "reason"),
+    "AFTER_SALES_RESOLVED": ("outcome",),
+}
+
+CHOICES = {
+    "decision": ("ACCEPT", "REJECT"),
+    "status": ("COLLECTED", "IN_TRANSIT", "OUT_FOR_DELIVERY"),
+    "kind": ("RETURN", "REFUND", "EXCHANGE", "REPAIR"),
+    "outcome": ("APPROVED", "REJECTED", "COMPLETED"),
+}
+ADDRESS_FIELDS = ("recipient_name", "phone", "line1", "city", "country")
+LINE_ITEM_FIELDS = ("sku_id", "product_name", "quantity", "unit_price")
+
+# Bounds that keep one hostile event from bloating state or outputs.
+MAX_ID = 128
+MAX_TEXT = 4096
+MAX_LINE_ITEMS = 500
+MAX_AMOUNT = Decimal("1e12")
+# Event times outside this range (2000-01-01 .. 2100-01-01) are not real order history.
+MIN_TIME, MAX_TIME = 946_684_800_000, 4_102_444_800_000
+
+
+def _amount(value) -> str | None:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return f"not a decimal amount: {str(value)[:40]!r}"
+    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+        return f"amount out of range: {str(value)[:40]!r}"
+    return None
+
+
+def _address(name: str, value) -> str | None:
+    if not isinstance(value, dict):
+        return f"{name} must be an object"
+    missing = [f for f in ADDRESS_FIELDS if not value.get(f)]
+    return f"{name} lacks {', '.join(missing)}" if missing else None
+
+
+def _text_problem(value, key: str = "event") -> str | None:
+    if isinstance(value, dict):
+        return next((p for k, v in value.items() if (p := _text_problem(v, k))), None)
+    if isinstance(value, list):
+        return next((p for v in value if (p := _text_problem(v, key))), None)
+    if isinstance(value, str):
+        limit = MAX_ID if key.endswith("_id") or key in ("currency", "region") else MAX_TEXT
+        if len(value) > limit:
+            return f"field {key} is {len(value)} characters long (at most {limit})"
+    return None
+
+
+def problem(event: dict) -> str | None:
+    """Why the event breaks the contract, or None when it keeps it."""
+    missing = [f for f in ENVELOPE if event.get(f) in (None, "")]
+    if missing:
+        return f"missing envelope field {', '.join(missing)}"
+    kind = event["event_type"]
+    if kind not in ESSENTIAL:
+        return f"unknown event_type {str(kind)[:40]!r}"
+    if not isinstance(event["event_time"], int) or isinstance(event["event_time"], bool):
+        return "event_time must be UTC milliseconds (an integer)"
+    if not MIN_TIME <= event["event_time"] < MAX_TIME:
+        return f"event_time {event['event_time']} is outside 2000..2100"
+    missing = [f for f in ESSENTIAL[kind] if event.get(f) in (None, "", [])]
+    if missing:
+        return f"{kind} lacks {', '.join(missing)}"
+    too_long = _text_problem(event)
+    if too_long:
+        return too_long
+    for key, allowed in CHOICES.items():
+        if key in ESSENTIAL[kind] and event[key] not in allowed:
+            return f"{key} must be one of {', '.join(allowed)}, not {str(event[key])[:40]!r}"
+    if kind == "ORDER_CREATED":
+        return _created_problem(event)
+    if kind == "ORDER_PAID":
+        return _amount(event["amount"])
+    if kind == "REDELIVERY_REQUESTED":
+        return _address("new_address", event["new_address"])
+    if kind == "REVIEW_POSTED" and event["rating"] not in (1, 2, 3, 4, 5):
+        return f"rating must be 1 to 5, not {event['rating']!r}"
+    return None
+
+
+def _created_problem(event: dict) -> str | None:
+    items = event["line_items"]
+    if not isinstance(items, list) or len(items) > MAX_LINE_ITEMS:
+        return f"line_items must be a list of at most {MAX_LINE_ITEMS} items"
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict) or any(item.get(f) in (None, "") for f in LINE_ITEM_FIELDS):
+            return f"line item {n} lacks one of {', '.join(LINE_ITEM_FIELDS)}"
+        quantity = item["quantity"]
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or not 0 < quantity <= 100_000:
+            return f"line item {n}: quantity must be a whole number from 1 to 100000"
+        bad = _amount(item["unit_price"])
+        if bad:
+            return f"line item {n}: unit_price {bad}"
+    return _amount(event["total_amount"]) or _address("shipping_address", event["shipping_address"])

@@ -1,0 +1,145 @@
+"""The lifecycle core: (order, event or clock, now) -> (new order, outputs, deadlines).
+
+No Kafka, no Faust, no clock of its own: the live worker, the replay command
+and the tests all call these two functions.
+
+Time: deadlines are computed from event time; a deadline takes effect when the
+clock passes it, with `at` = its due time. Before an event is applied, the
+order's deadlines that are due by `now` fire first, so the result never
+depends on how late a timer tick was.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import cancellation, completion, contract, payment, shipping
+from . import status as st
+from .order import Change, Rejected, copy_order, new_order
+from .policy import Policy
+
+ORPHAN_GRACE = "ORPHAN_GRACE"
+
+EVENT_RULES = {**payment.EVENTS, **cancellation.EVENTS, **shipping.EVENTS, **completion.EVENTS}
+DEADLINE_RULES = {**payment.DEADLINES, **cancellation.DEADLINES, **shipping.DEADLINES, **completion.DEADLINES}
+assert set(EVENT_RULES) == set(contract.ESSENTIAL), "every event type of the contract needs a rule"
+
+
+@dataclass
+class Step:
+    order: dict | None  # None: nothing is kept for this order id
+    outputs: list[dict] = field(default_factory=list)
+    # What happened to the events: applied, dead_lettered, duplicates, and buffered
+    # (held until their order is created; negative when held events are released).
+    tally: Counter = field(default_factory=Counter)
+
+    @property
+    def deadlines(self) -> dict[str, int]:
+        return self.order["deadlines"] if self.order else {}
+
+
+def _deadline_rule(name: str):
+    return payment.payment_reminder if payment.is_reminder(name) else DEADLINE_RULES.get(name)
+
+
+def advance(order: dict | None, now: int, policy: Policy) -> Step:
+    """Fire every deadline of the order that is due by `now`, earliest first."""
+    step = Step(order)
+    while step.order is not None and step.deadlines:
+        name, due = min(step.deadlines.items(), key=lambda item: (item[1], item[0]))
+        if due > now:
+            break
+        if name == ORPHAN_GRACE:
+            _give_up_on_orphan(step, due)
+            continue
+        change = Change(step.order, f"{name}@{due}", due, policy.for_region(step.order.get("region")))
+        change.cancel_deadlines(name)
+        rule = _deadline_rule(name)
+        if rule is not None:  # a deadline kind this version no longer knows is dropped
+            rule(change, name)
+        step.order = change.order
+        step.outputs += change.outputs
+    return step
+
+
+def _give_up_on_orphan(step: Step, due: int) -> None:
+    """The order never appeared: dead-letter the events held for it and forget it."""
+    held = step.order["early"]
+    for n, event in enumerate(held):
+        change = Change(step.order, f"{ORPHAN_GRACE}@{due}/{n}", due, None)
+        change.reject(f"order {event['order_id']} never appeared (no ORDER_CREATED within the grace period)", event)
+        step.outputs += change.outputs
+    step.tally["dead_lettered"] += len(held)
+    step.tally["buffered"] -= len(held)
+    step.order = None
+
+
+def apply(order: dict | None, event: dict, now: int, policy: Policy) -> Step:
+    """Apply one upstream event (a dict in the JSON form of DOMAIN.md) at clock time `now`."""
+    order_id = event.get("order_id") or ""
+    problem = contract.problem(event)
+    if problem:
+        change = Change(order or new_order(str(order_id)), f"invalid@{event.get('event_id')}", _event_time(event, now), None)
+        change.reject(problem, event)
+        return Step(order, change.outputs, Counter(dead_lettered=1))
+    step = advance(order if order is not None else new_order(order_id), now, policy)
+    if step.order is None:  # held events were just given up on; this one starts afresh
+        step.order = new_order(order_id)
+    order = step.order
+    if event["event_id"] in order["seen"] or any(e["event_id"] == event["event_id"] for e in order["early"]):
+        step.tally["duplicates"] += 1
+        return step
+    if order["status"] is None and event["event_type"] != "ORDER_CREATED":
+        _hold(step, event, now, policy)
+        return step
+    _apply_known(step, event, policy)
+    if step.order["status"] is None and not step.order["early"]:
+        step.order = None  # its creation was rejected: nothing worth keeping
+    elif event["event_type"] == "ORDER_CREATED" and step.order["early"]:
+        _release_held(step, now, policy)
+    return step
+
+
+def _event_time(event: dict, fallback: int) -> int:
+    at = event.get("event_time")
+    return at if isinstance(at, int) and not isinstance(at, bool) else fallback
+
+
+def _hold(step: Step, event: dict, now: int, policy: Policy) -> None:
+    order = step.order = copy_order(step.order)
+    order["early"].append(event)
+    order["deadlines"].setdefault(ORPHAN_GRACE, now + policy.default.orphan_grace)
+    step.tally["buffered"] += 1
+
+
+def _release_held(step: Step, now: int, policy: Policy) -> None:
+    order = step.order = copy_order(step.order)
+    held = sorted(order["early"], key=lambda e: e["event_time"])
+    order["early"] = []
+    order["deadlines"].pop(ORPHAN_GRACE, None)
+    step.tally["buffered"] -= len(held)
+    for event in held:
+        fired = advance(step.order, now, policy)
+        step.order, step.outputs = fired.order, step.outputs + fired.outputs
+        _apply_known(step, event, policy)
+
+
+def _apply_known(step: Step, event: dict, policy: Policy) -> None:
+    """Apply an event to an order that exists (or to its creation)."""
+    kind = event["event_type"]
+    region = event.get("region") if kind == "ORDER_CREATED" else step.order.get("region")
+    rules = policy.for_region(region)
+    change = Change(step.order, event["event_id"], event["event_time"], rules, event_id=event["event_id"])
+    try:
+        change.require(rules is not None, f"region {region!r} is not served by the region policy")
+        EVENT_RULES[kind](change, event)
+    except Rejected as why:
+        change = Change(step.order, event["event_id"], event["event_time"], rules)
+        change.reject(f"{why}", event)
+        step.outputs += change.outputs
+        step.tally["dead_lettered"] += 1
+        return
+    change.order["seen"].append(event["event_id"])
+    step.order = change.order
+    step.outputs += change.outputs
+    step.tally["applied"] += 1

@@ -1,0 +1,105 @@
+"""The order as plain data, and `Change`: one step's edits to it.
+
+An order is a JSON-ready dict, so the same value lives in a RocksDB table, a
+replay's memory and a test. A step never mutates the dict it was given:
+`Change` copies the order first and records the outputs the step produces,
+each with an id derived from its cause, so a repeated step repeats its ids.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from . import status as st
+from .policy import RegionRules
+
+# Containers that a step may change; everything inside them is replaced, never edited.
+_CONTAINERS = ("conditions", "deadlines", "history", "tracking", "reviews", "after_sales", "seen", "early")
+
+
+def new_order(order_id: str) -> dict:
+    """An order known only by id: events for it arrived before its creation."""
+    return {"order_id": order_id, "status": None, "conditions": {}, "deadlines": {}, "history": [],
+            "tracking": [], "reviews": [], "after_sales": [], "seen": [], "early": []}
+
+
+def copy_order(order: dict) -> dict:
+    new = dict(order)
+    for name in _CONTAINERS:
+        value = new[name]
+        new[name] = dict(value) if isinstance(value, dict) else list(value)
+    return new
+
+
+def output_id(order_id: str, cause: str, n: int) -> str:
+    return hashlib.blake2b(f"{order_id}\x1f{cause}\x1f{n}".encode(), digest_size=16).hexdigest()
+
+
+class Rejected(Exception):
+    """The event is not allowed for the order as it stands; the message says why."""
+
+
+class Change:
+    """Edits to one order caused by one event or one deadline, taking effect at `at`."""
+
+    def __init__(self, order: dict, cause: str, at: int, rules: RegionRules | None, event_id: str | None = None):
+        self.order = copy_order(order)
+        self.cause = cause
+        self.at = at
+        self.rules = rules
+        self.event_id = event_id
+        self.outputs: list[dict] = []
+
+    @property
+    def status(self) -> str | None:
+        return self.order["status"]
+
+    def require(self, allowed: bool, why: str) -> None:
+        if not allowed:
+            raise Rejected(why)
+
+    def require_status(self, event_type: str, *statuses: str) -> None:
+        self.require(self.status in statuses,
+                     f"{event_type} is not allowed in status {self.status} (only in {', '.join(statuses)})")
+
+    def _emit(self, output: str, **fields) -> None:
+        oid = self.order["order_id"]
+        self.outputs.append({"output": output, "output_id": output_id(oid, self.cause, len(self.outputs)),
+                             "order_id": oid, "at": self.at, **fields})
+
+    def move(self, to: str, reason: str, initiator: str | None = None) -> None:
+        """Change status and publish it; a terminal status ends every pending deadline."""
+        order = self.order
+        from_status = order["status"]
+        order["status"] = to
+        order[st.REACHED_AT[to]] = self.at
+        order["history"].append({"at": self.at, "from_status": from_status, "to_status": to, "reason": reason})
+        extra = {"initiator": initiator} if initiator else {}
+        if to == st.CANCELLED:
+            order["cancel_reason"], order["cancel_initiator"] = reason, initiator
+            order["conditions"] = {}
+        if to in st.TERMINAL:
+            order["deadlines"] = {}
+        self._emit("status_change", from_status=from_status, to_status=to, reason=reason,
+                   region=order.get("region"), shop_id=order.get("shop_id"), event_id=self.event_id, **extra)
+
+    def notify(self, output: str, kind: str, **detail) -> None:
+        """A reminder (to the buyer) or an alert (someone must act)."""
+        self._emit(output, kind=kind, region=self.order.get("region"), shop_id=self.order.get("shop_id"),
+                   detail={k: str(v) for k, v in detail.items() if v is not None})
+
+    def reject(self, reason: str, event: dict) -> None:
+        self._emit("dead_letter", reason=reason, event=event)
+
+    def schedule(self, deadline: str, due: int) -> None:
+        self.order["deadlines"][deadline] = due
+
+    def cancel_deadlines(self, *deadlines: str) -> None:
+        for name in deadlines:
+            self.order["deadlines"].pop(name, None)
+
+    def open_condition(self, name: str, **detail) -> None:
+        self.order["conditions"][name] = detail
+
+    def close_condition(self, *names: str) -> None:
+        for name in names:
+            self.order["conditions"].pop(name, None)

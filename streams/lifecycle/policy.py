@@ -1,0 +1,120 @@
+"""Region policy: how long each step of the lifecycle may take, per region.
+
+Loaded from a TOML file (the packaged ``region_policy.toml`` documents every
+setting and holds the defaults); durations never appear as literals in the rules.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import holidays
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """'15m' -> 900000 (milliseconds)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use a number and a unit (ms, s, m, h, d), e.g. '48h'")
+    return int(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class RegionRules:
+    region: str
+    payment_reminders: tuple[int, ...]
+    unpaid_timeout: int
+    cancel_request_timeout: int
+    ship_by: int
+    redelivery_window: int
+    redelivery_dispatch_business_days: int
+    auto_confirm: int
+    shipment_stalled: int
+    orphan_grace: int
+    timezone: str = "UTC"
+    holidays: str = ""  # country code of the public-holiday calendar
+
+    @cached_property
+    def _zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def _calendar(self) -> holidays.HolidayBase | None:
+        return holidays.country_holidays(self.holidays) if self.holidays else None
+
+    def is_business_day(self, day) -> bool:
+        weekend = self._calendar.weekend if self._calendar is not None else {5, 6}
+        return day.weekday() not in weekend and not (self._calendar is not None and day in self._calendar)
+
+    def add_business_days(self, start_ms: int, days: int) -> int:
+        """The same local time of day, `days` working days later in the region's calendar."""
+        local = datetime.fromtimestamp(start_ms / 1000, self._zone)
+        naive = local.replace(tzinfo=None)
+        counted = 0
+        while counted < days:
+            naive += timedelta(days=1)
+            if self.is_business_day(naive.date()):
+                counted += 1
+        # Re-attach the zone so a DST change in between keeps the local time of day.
+        return int(naive.replace(tzinfo=self._zone).timestamp() * 1000)
+
+
+_DURATION_KEYS = (
+    "unpaid_timeout", "cancel_request_timeout", "ship_by", "redelivery_window",
+    "auto_confirm", "shipment_stalled", "orphan_grace",
+)
+
+
+def _rules(region: str, settings: dict) -> RegionRules:
+    known = set(_DURATION_KEYS) | {"payment_reminders", "redelivery_dispatch_business_days", "timezone", "holidays"}
+    unknown = set(settings) - known
+    if unknown:
+        raise ValueError(f"region policy {region}: unknown settings {sorted(unknown)}")
+    try:
+        return RegionRules(
+            region=region,
+            payment_reminders=tuple(sorted(parse_duration(d) for d in settings["payment_reminders"])),
+            redelivery_dispatch_business_days=int(settings["redelivery_dispatch_business_days"]),
+            timezone=settings.get("timezone", "UTC"),
+            holidays=settings.get("holidays", ""),
+            **{key: parse_duration(settings[key]) for key in _DURATION_KEYS},
+        )
+    except KeyError as exc:
+        raise ValueError(f"region policy {region}: missing setting {exc.args[0]}") from None
+
+
+@dataclass(frozen=True)
+class Policy:
+    default: RegionRules
+    regions: dict[str, RegionRules] = field(default_factory=dict)
+
+    def for_region(self, region: str | None) -> RegionRules | None:
+        """The region's rules, or None for a region the policy does not serve."""
+        return self.regions.get(region or "")
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "policy") -> "Policy":
+        data = tomllib.loads(text)
+        base = data.get("default", {})
+        regions = {
+            code: _rules(code, {**base, **overrides}) for code, overrides in data.get("regions", {}).items()
+        }
+        if not regions:
+            raise ValueError(f"{source}: no [regions.XX] section: the policy serves no region")
+        return cls(default=_rules("default", base), regions=regions)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Policy":
+        if path:
+            return cls.from_toml(Path(path).read_text(), str(path))
+        packaged = resources.files("orderflow.streams").joinpath("region_policy.toml").read_text()
+        return cls.from_toml(packaged, "region_policy.toml")

@@ -1,0 +1,120 @@
+"""From paid to delivered: the ship-by deadline, hand-over, carrier updates,
+stalled parcels, failed deliveries and redelivery."""
+from __future__ import annotations
+
+from . import status as st
+from .order import Change
+
+SHIP_BY = "SHIP_BY"
+SHIPMENT_STALLED = "SHIPMENT_STALLED"
+REDELIVERY_WINDOW = "REDELIVERY_WINDOW"
+REDELIVERY_DISPATCH = "REDELIVERY_DISPATCH"
+AUTO_CONFIRM = "AUTO_CONFIRM"
+
+_ON_THE_WAY = (st.AWAITING_COLLECTION, st.IN_TRANSIT)
+
+
+def _track(change: Change, event: dict, status: str) -> None:
+    change.order["tracking"].append({
+        "at": change.at, "status": status, "location": event.get("location"),
+        "description": event.get("description") or event.get("reason"),
+    })
+
+
+def _awaiting_redelivery_request(change: Change) -> bool:
+    failed = change.order["conditions"].get(st.DELIVERY_FAILED)
+    return failed is not None and "redelivery_requested_at" not in failed
+
+
+def package_shipped(change: Change, event: dict) -> None:
+    change.require_status("PACKAGE_SHIPPED", st.AWAITING_SHIPMENT)
+    change.require(st.CANCEL_REQUESTED not in change.order["conditions"],
+                   "answer the pending cancellation request before shipping")
+    change.order["carrier"], change.order["tracking_number"] = event["carrier"], event["tracking_number"]
+    _track(change, {"description": f"handed over to {event['carrier']}"}, "SHIPPED")
+    change.close_condition(st.LATE_DISPATCH)
+    change.cancel_deadlines(SHIP_BY)
+    change.move(st.AWAITING_COLLECTION, "SHIPPED")
+    change.schedule(SHIPMENT_STALLED, change.at + change.rules.shipment_stalled)
+
+
+def logistics_update(change: Change, event: dict) -> None:
+    change.require_status("LOGISTICS_UPDATE", *_ON_THE_WAY)
+    _track(change, event, event["status"])
+    change.order["last_logistics_at"] = change.at
+    if change.status == st.AWAITING_COLLECTION:
+        change.move(st.IN_TRANSIT, "COLLECTED")
+    if _awaiting_redelivery_request(change):
+        return  # the parcel is on its way back; the redelivery window keeps running
+    # Any carrier progress after a redelivery request means the redelivery is moving.
+    change.close_condition(st.DELIVERY_FAILED)
+    change.cancel_deadlines(REDELIVERY_DISPATCH)
+    change.schedule(SHIPMENT_STALLED, change.at + change.rules.shipment_stalled)
+
+
+def delivery_failed(change: Change, event: dict) -> None:
+    change.require_status("DELIVERY_FAILED", *_ON_THE_WAY)
+    change.require(not _awaiting_redelivery_request(change), "the last failed delivery still awaits a redelivery request")
+    _track(change, event, "DELIVERY_FAILED")
+    change.open_condition(st.DELIVERY_FAILED, at=change.at, reason=event["reason"])
+    change.cancel_deadlines(SHIPMENT_STALLED, REDELIVERY_DISPATCH)
+    change.schedule(REDELIVERY_WINDOW, change.at + change.rules.redelivery_window)
+    change.notify("alert", "DELIVERY_FAILED", reason=event["reason"])
+
+
+def redelivery_requested(change: Change, event: dict) -> None:
+    change.require(_awaiting_redelivery_request(change), "no failed delivery awaits a redelivery request")
+    failed = change.order["conditions"][st.DELIVERY_FAILED]
+    change.open_condition(st.DELIVERY_FAILED, **failed, redelivery_requested_at=change.at)
+    change.order["shipping_address"] = event["new_address"]
+    change.cancel_deadlines(REDELIVERY_WINDOW)
+    rules = change.rules
+    change.schedule(REDELIVERY_DISPATCH, rules.add_business_days(change.at, rules.redelivery_dispatch_business_days))
+
+
+def delivered(change: Change, event: dict) -> None:
+    change.require_status("DELIVERED", *_ON_THE_WAY)
+    _track(change, {"description": "delivered"}, "DELIVERED")
+    change.close_condition(st.DELIVERY_FAILED)
+    change.cancel_deadlines(SHIPMENT_STALLED, REDELIVERY_WINDOW, REDELIVERY_DISPATCH)
+    change.move(st.DELIVERED, "DELIVERED")
+    change.schedule(AUTO_CONFIRM, change.at + change.rules.auto_confirm)
+
+
+def ship_by_overdue(change: Change, deadline: str) -> None:
+    if change.status == st.AWAITING_SHIPMENT:
+        change.order["late_dispatched"] = True
+        change.open_condition(st.LATE_DISPATCH, since=change.at)
+        change.notify("alert", "SHIP_BY_OVERDUE")
+
+
+def shipment_stalled(change: Change, deadline: str) -> None:
+    if change.status in _ON_THE_WAY:
+        change.notify("alert", "SHIPMENT_STALLED", last_update_at=change.order.get("last_logistics_at"),
+                      carrier=change.order.get("carrier"), tracking_number=change.order.get("tracking_number"))
+
+
+def redelivery_window_expired(change: Change, deadline: str) -> None:
+    if _awaiting_redelivery_request(change):
+        change.notify("alert", "REDELIVERY_WINDOW_EXPIRED")
+        change.move(st.CANCELLED, "LOGISTICS_FAILURE", initiator="SYSTEM")
+
+
+def redelivery_dispatch_overdue(change: Change, deadline: str) -> None:
+    if st.DELIVERY_FAILED in change.order["conditions"]:
+        change.notify("alert", "REDELIVERY_DISPATCH_OVERDUE", carrier=change.order.get("carrier"))
+
+
+EVENTS = {
+    "PACKAGE_SHIPPED": package_shipped,
+    "LOGISTICS_UPDATE": logistics_update,
+    "DELIVERY_FAILED": delivery_failed,
+    "REDELIVERY_REQUESTED": redelivery_requested,
+    "DELIVERED": delivered,
+}
+DEADLINES = {
+    SHIP_BY: ship_by_overdue,
+    SHIPMENT_STALLED: shipment_stalled,
+    REDELIVERY_WINDOW: redelivery_window_expired,
+    REDELIVERY_DISPATCH: redelivery_dispatch_overdue,
+}

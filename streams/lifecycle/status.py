@@ -1,0 +1,39 @@
+"""Order statuses, the seller centre's tabs, and the open conditions beside them."""
+from __future__ import annotations
+
+UNPAID = "UNPAID"
+AWAITING_SHIPMENT = "AWAITING_SHIPMENT"
+AWAITING_COLLECTION = "AWAITING_COLLECTION"  # handed over, not yet scanned in
+IN_TRANSIT = "IN_TRANSIT"
+DELIVERED = "DELIVERED"
+COMPLETED = "COMPLETED"
+CANCELLED = "CANCELLED"
+
+STATUSES = (UNPAID, AWAITING_SHIPMENT, AWAITING_COLLECTION, IN_TRANSIT, DELIVERED, COMPLETED, CANCELLED)
+TERMINAL = frozenset({COMPLETED, CANCELLED})
+
+TABS = {
+    "Unpaid": (UNPAID,),
+    "To ship": (AWAITING_SHIPMENT,),
+    "Shipped": (AWAITING_COLLECTION, IN_TRANSIT, DELIVERED),
+    "Completed": (COMPLETED,),
+    "Cancelled": (CANCELLED,),
+}
+TAB_OF = {status: tab for tab, statuses in TABS.items() for status in statuses}
+
+# The time each status was reached is kept under this name on the order.
+REACHED_AT = {
+    UNPAID: "created_at",
+    AWAITING_SHIPMENT: "paid_at",
+    AWAITING_COLLECTION: "shipped_at",
+    IN_TRANSIT: "collected_at",
+    DELIVERED: "delivered_at",
+    COMPLETED: "completed_at",
+    CANCELLED: "cancelled_at",
+}
+
+# Open conditions: things that need someone's action, shown beside the status.
+CANCEL_REQUESTED = "CANCEL_REQUESTED"
+LATE_DISPATCH = "LATE_DISPATCH"
+DELIVERY_FAILED = "DELIVERY_FAILED"
+AFTER_SALES_OPEN = "AFTER_SALES_OPEN"

@@ -1,0 +1,62 @@
+"""The topic registry: every topic orderflow reads or writes, with its Avro schema.
+
+This is the one place that pairs a topic name with its contract; producers,
+consumers, the CLI and the topic creator all look topics up here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str  # Avro record name; its versions live in schemas/<schema>.v<N>.avsc
+    doc: str
+    internal: bool = False  # written and read by orderflow only
+
+
+ORDER_EVENTS = TopicSpec(
+    "order-events", "OrderEvent",
+    "Upstream order and logistics events, keyed by order_id (the contract table of DOMAIN.md).",
+)
+STATUS_CHANGES = TopicSpec(
+    "order-status-changes", "StatusChange", "Every status change of an order, keyed by order_id.",
+)
+REMINDERS = TopicSpec(
+    "order-reminders", "OrderNotice", "Reminders to the buyer (payment reminders), keyed by order_id.",
+)
+ALERTS = TopicSpec(
+    "order-alerts", "OrderNotice", "Alerts that ask the seller or the platform to act, keyed by order_id.",
+)
+ANALYTICS = TopicSpec(
+    "order-analytics", "AnalyticsMetric", "Windowed order statistics by region and shop.",
+)
+DEAD_LETTERS = TopicSpec(
+    "order-dead-letters", "DeadLetter", "Rejected input with its reason and the original payload.",
+)
+TIMER_TICKS = TopicSpec(
+    "orderflow-timer-ticks", "TimerTick",
+    "Due deadlines handed from the timer to the order agent, co-partitioned with order-events.",
+    internal=True,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    ORDER_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, TIMER_TICKS,
+)
+
+# Where each kind of core output is published.
+OUTPUT_TOPICS: dict[str, TopicSpec] = {
+    "status_change": STATUS_CHANGES,
+    "reminder": REMINDERS,
+    "alert": ALERTS,
+    "dead_letter": DEAD_LETTERS,
+}
+
+
+def by_name(name: str) -> TopicSpec:
+    for spec in ALL_TOPICS:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in ALL_TOPICS)
+    raise KeyError(f"unknown topic {name!r}; known topics: {known}")

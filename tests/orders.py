@@ -1,0 +1,77 @@
+"""Builders for upstream events in the JSON form of DOMAIN.md, for tests."""
+from __future__ import annotations
+
+import itertools
+
+MIN = 60_000
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+T0 = 1_795_000_000_000  # 2026-11-18T09:46:40Z, a Wednesday
+
+_ids = itertools.count(1)
+
+ADDRESS = {"recipient_name": "Ada Buyer", "phone": "+44 7700 900123", "line1": "1 High Street",
+           "line2": None, "city": "London", "postcode": "N1 9GU", "country": "GB"}
+
+
+def event(event_type: str, order_id: str, at: int, **fields) -> dict:
+    return {"event_id": f"e{next(_ids)}", "event_type": event_type, "order_id": order_id, "event_time": at, **fields}
+
+
+def created(order_id: str, at: int = T0, region: str = "GB", shop_id: str = "shop-1", **fields) -> dict:
+    base = dict(shop_id=shop_id, region=region, buyer_id="buyer-1", currency="GBP",
+                line_items=[{"sku_id": "sku-1", "product_name": "Phone case", "quantity": 2, "unit_price": "9.99"}],
+                total_amount="19.98", shipping_address=ADDRESS)
+    return event("ORDER_CREATED", order_id, at, **{**base, **fields})
+
+
+def paid(order_id: str, at: int) -> dict:
+    return event("ORDER_PAID", order_id, at, amount="19.98", payment_method="CARD")
+
+
+def shipped(order_id: str, at: int) -> dict:
+    return event("PACKAGE_SHIPPED", order_id, at, carrier="Royal Mail", tracking_number="RM123")
+
+
+def update(order_id: str, at: int, status: str = "IN_TRANSIT") -> dict:
+    return event("LOGISTICS_UPDATE", order_id, at, status=status, location="Leeds hub", description="scanned")
+
+
+def failed(order_id: str, at: int) -> dict:
+    return event("DELIVERY_FAILED", order_id, at, reason="WRONG_ADDRESS")
+
+
+def redelivery(order_id: str, at: int) -> dict:
+    return event("REDELIVERY_REQUESTED", order_id, at, new_address={**ADDRESS, "line1": "2 High Street"})
+
+
+def delivered(order_id: str, at: int) -> dict:
+    return event("DELIVERED", order_id, at)
+
+
+def confirmed(order_id: str, at: int) -> dict:
+    return event("BUYER_CONFIRMED_RECEIPT", order_id, at)
+
+
+def cancel_request(order_id: str, at: int) -> dict:
+    return event("BUYER_CANCEL_REQUESTED", order_id, at, reason="CHANGED_MIND")
+
+
+def cancel_response(order_id: str, at: int, decision: str) -> dict:
+    return event("SELLER_CANCEL_RESPONSE", order_id, at, decision=decision)
+
+
+def seller_cancelled(order_id: str, at: int) -> dict:
+    return event("SELLER_CANCELLED", order_id, at, reason="OUT_OF_STOCK")
+
+
+def review(order_id: str, at: int, rating: int = 5) -> dict:
+    return event("REVIEW_POSTED", order_id, at, rating=rating, comment="great")
+
+
+def after_sales(order_id: str, at: int, kind: str = "RETURN") -> dict:
+    return event("AFTER_SALES_REQUESTED", order_id, at, kind=kind, reason="DAMAGED")
+
+
+def after_sales_resolved(order_id: str, at: int, outcome: str = "APPROVED") -> dict:
+    return event("AFTER_SALES_RESOLVED", order_id, at, outcome=outcome)
