@@ -19,6 +19,9 @@ class Config:
     broker: str = ""
     partitions: int = 4
     replication: int = 1
+    # "kafka" or "tansu" (the embedded broker's kind, whose quirks need other client
+    # settings); empty means tansu when orderflow starts the broker, else kafka.
+    broker_kind: str = ""
     data_dir: Path = Path(".orderflow")
     # Region policy file (TOML); empty uses the packaged defaults.
     region_policy: str = ""
@@ -37,8 +40,8 @@ class Config:
     log_level: str = "info"
 
     @property
-    def embedded(self) -> bool:
-        return not self.broker
+    def tansu(self) -> bool:
+        return self.broker_kind == "tansu" or (not self.broker_kind and not self.broker)
 
 
 _TYPES = {"int": int, "float": float, "str": str, "Path": Path}

@@ -1,0 +1,49 @@
+"""Between the core's JSON form (DOMAIN.md) and the Avro records on the topics."""
+from __future__ import annotations
+
+import base64
+import json
+
+from . import topics
+from .codec import codec_for_topic
+
+EVENTS = codec_for_topic(topics.ORDER_EVENTS)
+TICKS = codec_for_topic(topics.TIMER_TICKS)
+
+_STATUS_FIELDS = ("output_id", "order_id", "at", "from_status", "to_status", "reason", "initiator", "region",
+                  "shop_id", "event_id")
+_NOTICE_FIELDS = ("output_id", "order_id", "at", "kind", "region", "shop_id", "detail")
+
+
+def event_from_record(record: dict) -> dict:
+    """An OrderEvent record as the flat JSON-form event (absent fields left out)."""
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def output_record(output: dict, source_topic: str = "", partition: int | None = None,
+                  offset: int | None = None, payload: bytes = b"") -> tuple[topics.TopicSpec, dict]:
+    """The topic and Avro record of a core output; dead letters carry the rejected message."""
+    kind = output["output"]
+    spec = topics.OUTPUT_TOPICS[kind]
+    if kind == "status_change":
+        return spec, {name: output.get(name) for name in _STATUS_FIELDS}
+    if kind == "dead_letter":
+        event = output.get("event")
+        return spec, {
+            "output_id": output["output_id"], "order_id": output.get("order_id"), "at": output["at"],
+            "reason": output["reason"], "source_topic": source_topic, "partition": partition, "offset": offset,
+            "payload": payload, "event": None if event is None else json.dumps(event, default=str),
+        }
+    return spec, {name: output.get(name) for name in _NOTICE_FIELDS}
+
+
+def to_json(record: dict) -> str:
+    """A decoded record as one JSON line; bytes as UTF-8 text when they are, else base64."""
+    def default(value):
+        if isinstance(value, bytes):
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                return "base64:" + base64.b64encode(value).decode()
+        raise TypeError(f"cannot show {type(value).__name__}")
+    return json.dumps(record, default=default, ensure_ascii=False)

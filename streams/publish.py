@@ -1,0 +1,104 @@
+"""Kafka clients for the CLI: publishing upstream events, and tailing a topic."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from . import messages, topics
+from .admin import client_settings
+from .codec import SchemaError, codec_for_topic
+from .config import Config
+from .lifecycle import contract
+
+
+class Publisher:
+    """Sends upstream events, Avro-encoded and keyed by order_id, to order-events."""
+
+    def __init__(self, config: Config):
+        self._producer = AIOKafkaProducer(**client_settings(config), linger_ms=5)
+
+    async def __aenter__(self) -> "Publisher":
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._producer.stop()
+
+    def encode(self, event: dict) -> bytes:
+        """The event's message bytes; ValueError says why the event breaks the contract."""
+        problem = contract.problem(event)
+        if problem:
+            raise ValueError(problem)
+        return messages.EVENTS.encode(event)
+
+    async def send_event(self, event: dict) -> None:
+        await self._producer.send(topics.ORDER_EVENTS.name, self.encode(event), key=event["order_id"].encode())
+
+    async def send_raw(self, key: bytes | None, value: bytes) -> None:
+        await self._producer.send(topics.ORDER_EVENTS.name, value, key=key)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+async def publish_lines(config: Config, lines: TextIO, progress: Callable[[int, float], None],
+                        report: Callable[[str], None] = print) -> tuple[int, int]:
+    """Publish every valid JSON line; report each invalid one with its number. Returns (sent, invalid)."""
+    sent = invalid = 0
+    started = last = time.monotonic()
+    async with Publisher(config) as publisher:
+        for number, text in enumerate(lines, 1):
+            if not text.strip():
+                continue
+            try:
+                event = json.loads(text)
+                if not isinstance(event, dict):
+                    raise ValueError("not a JSON object")
+                await publisher.send_event(event)
+            except (ValueError, SchemaError) as exc:
+                invalid += 1
+                report(f"line {number}: {exc}")
+                continue
+            sent += 1
+            if time.monotonic() - last >= 1:
+                last = time.monotonic()
+                progress(sent, started)
+        await publisher.flush()
+    progress(sent, started)
+    return sent, invalid
+
+
+async def tail_topic(config: Config, spec: topics.TopicSpec, from_beginning: bool, max_messages: int | None,
+                     idle_timeout: float | None, echo: Callable[[str], None]) -> int:
+    """Print a topic's messages as JSON lines; undecodable ones are shown with their error."""
+    codec = codec_for_topic(spec)
+    consumer = AIOKafkaConsumer(**client_settings(config), enable_auto_commit=False,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
+    await consumer.start()
+    shown = 0
+    try:
+        await consumer.topics()  # refreshes the metadata
+        partitions = [TopicPartition(spec.name, p) for p in sorted(consumer.partitions_for_topic(spec.name) or [])]
+        if not partitions:
+            raise SystemExit(f"topic {spec.name} does not exist yet (is a worker running?)")
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        while max_messages is None or shown < max_messages:
+            batch = await consumer.getmany(timeout_ms=int((idle_timeout or 1.0) * 1000))
+            if not batch and idle_timeout is not None:
+                break
+            for message in (m for records in batch.values() for m in records):
+                try:
+                    echo(messages.to_json(codec.decode(message.value)))
+                except SchemaError as why:
+                    echo(json.dumps({"undecodable": str(why), "partition": message.partition, "offset": message.offset}))
+                shown += 1
+                if max_messages is not None and shown >= max_messages:
+                    break
+    finally:
+        await consumer.stop()
+    return shown
