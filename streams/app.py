@@ -142,11 +142,13 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
             await ticks.send(key=order_id.encode(), value=messages.TICKS.encode({"order_id": order_id, "due": due}))
             worker.sent["ticks"] += 1
 
-    @app.timer(interval=10.0)
-    async def report() -> None:
+    async def report(*_args, **_kwargs) -> None:
         tally = book.tally
         log.info("events in=%d applied=%d dead_lettered=%d duplicates=%d buffered=%d; deadlines indexed=%d",
                  tally["in"], tally["applied"], tally["dead_lettered"], tally["duplicates"], tally["buffered"],
                  len(book.index))
+
+    app.timer(interval=10.0)(report)
+    app.on_before_shutdown.connect(report)
 
     return worker
