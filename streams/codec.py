@@ -40,8 +40,8 @@ _SCHEMA_FILE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<version>[1-9]
 _short_repr = reprlib.Repr()
 _short_repr.maxstring = _short_repr.maxother = 60
 
-BodyWriter = Callable[[bytearray, Any], None]  # appends the Avro body of a record
-BodyReader = Callable[[bytes, int], tuple[dict, int]]  # (message, body start) -> (record, end)
+_BodyWriter = Callable[[bytearray, Any], None]  # appends the Avro body of a record
+_BodyReader = Callable[[bytes, int], tuple[dict, int]]  # (message, body start) -> (record, end)
 
 
 class SchemaError(ValueError):
@@ -100,7 +100,7 @@ class Codec:
             self._write_body, read_newest = _generate(self._schema)
         except _Unsupported:
             self._write_body, read_newest = _fastavro_body_writer(self._schema), _fastavro_body_reader(self._schema)
-        self._readers: dict[bytes, BodyReader] = {}
+        self._readers: dict[bytes, _BodyReader] = {}
         for version, raw in versions:
             fp = fingerprint(raw)
             if fp in self._readers:
@@ -193,7 +193,7 @@ def codec_for_topic(spec: TopicSpec) -> Codec:
 # --- fastavro bodies: older writer versions and schema shapes the generator does not cover ---
 
 
-def _fastavro_body_writer(schema: dict) -> BodyWriter:
+def _fastavro_body_writer(schema: dict) -> _BodyWriter:
     def write_body(buf: bytearray, record: Any) -> None:
         out = io.BytesIO()
         schemaless_writer(out, schema, record)
@@ -202,11 +202,14 @@ def _fastavro_body_writer(schema: dict) -> BodyWriter:
     return write_body
 
 
-def _fastavro_body_reader(writer: dict, reader: dict | None = None) -> BodyReader:
+def _fastavro_body_reader(writer: dict, reader: dict | None = None) -> _BodyReader:
     def read_body(data: bytes, pos: int) -> tuple[dict, int]:
         buf = io.BytesIO(data)
         buf.seek(pos)
-        return schemaless_reader(buf, writer, reader), buf.tell()
+        try:
+            return schemaless_reader(buf, writer, reader), buf.tell()
+        except IndexError:  # fastavro's word for a bad union or enum index; decode takes it for a short message
+            raise ValueError("union or enum index out of range") from None
 
     return read_body
 
@@ -250,6 +253,10 @@ def _bad_index(index: int, of: str) -> ValueError:
     return ValueError(f"index {index} is out of range for {of}")
 
 
+def _bad_branch(b: int) -> ValueError:
+    return ValueError(f"byte {b:#04x} is not a branch index of the union")
+
+
 def _checked_int(value: Any, lo: int, hi: int) -> int:
     value = operator.index(value)  # ints (and bools) only: a float or a numeric string is a wrong type
     if not lo <= value <= hi:
@@ -282,13 +289,13 @@ class _Unsupported(Exception):
     """A schema construct the generator does not cover; fastavro handles that schema instead."""
 
 
-def _generate(schema: dict) -> tuple[BodyWriter, BodyReader]:
+def _generate(schema: dict) -> tuple[_BodyWriter, _BodyReader]:
     """Compiles a writer and a reader for one fastavro-parsed record schema."""
     gen = _Generator(schema["__named_schemas"])
     top = gen.record_functions(schema)
     namespace: dict[str, Any] = {
         "_read_varint": _read_varint, "_write_varint": _write_varint,
-        "_bad_length": _bad_length, "_bad_index": _bad_index,
+        "_bad_length": _bad_length, "_bad_index": _bad_index, "_bad_branch": _bad_branch,
         "_checked_int": _checked_int, "_checked_bytes": _checked_bytes,
         "_checked_list": _checked_list, "_checked_map": _checked_map,
         **gen.constants,
@@ -472,9 +479,7 @@ class _Generator:
                 f"{pad}{target} = {items}",
             ]
         if kind == "union":
-            if len(spec) > 64:
-                raise _Unsupported("unions of more than 64 types")
-            # Branch i is the single byte 2*i; every Avro writer emits that canonical one-byte varint.
+            # Branch i (at most 1, see _write) is the single byte 2*i: every Avro writer emits that canonical varint.
             lines = [f"{pad}b = data[pos]", f"{pad}pos += 1"]
             for i, branch in enumerate(spec):
                 lines.append(f"{pad}{'if' if i == 0 else 'elif'} b == {2 * i}:")
@@ -482,7 +487,7 @@ class _Generator:
                     lines += self._read(branch, target, depth + 1)
                 else:
                     lines.append(f"{pad}    {'pass' if preset_none else f'{target} = None'}")
-            lines.append(f"{pad}else: raise _bad_index((b >> 1) ^ -(b & 1), 'union')")
+            lines.append(f"{pad}else: raise _bad_branch(b)")
             return lines
         raise _Unsupported(kind)
 

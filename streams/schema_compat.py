@@ -23,15 +23,15 @@ _PROMOTIONS = {
 
 
 def check_backward_compatible(old_schema: Any, new_schema: Any) -> list[str]:
-    """Problems that stop the new schema from reading data written with the old one; empty when compatible."""
+    """Problems that stop the new record schema from reading data written with the old one; empty when none."""
     old, new = fastavro.parse_schema(old_schema), fastavro.parse_schema(new_schema)
-    checker = _Checker(old.get("__named_schemas", {}), new.get("__named_schemas", {}))
-    checker.check(old, new, _short(old["name"]) if isinstance(old, dict) and "name" in old else "schema")
+    checker = _Checker(old["__named_schemas"], new["__named_schemas"])
+    checker.check(old, new, _short(old["name"]))
     return checker.problems
 
 
 def _kind(schema: Any, named: dict[str, Any]) -> tuple[str, Any]:
-    """(type name, definition) with named references looked up; the definition is a dict, a list or None."""
+    """(type name, definition) with named references looked up; {} is the definition of a primitive."""
     if isinstance(schema, str):
         return (schema, {}) if schema in _PRIMITIVES else _kind(named[schema], named)
     if isinstance(schema, list):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -23,3 +24,10 @@ def unique_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """Topic names unique per call, so tests sharing the session broker never collide."""
     test = re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:80]
     return lambda base: f"{base}-{test}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker for one test: its workers see no other test's topics, offsets or state."""
+    with EmbeddedBroker(broker_binary(Config()), log_path=tmp_path / "tansu.log") as embedded:
+        yield embedded

@@ -49,8 +49,8 @@ def traffic(t0: int) -> list[tuple[int, dict]]:
     return sorted(((at(hours), event) for hours, event in plan), key=lambda item: item[0])
 
 
-def test_live_worker_fires_the_same_deadlines_as_replay(broker, tmp_path):
-    bootstrap = broker.bootstrap
+def test_live_worker_fires_the_same_deadlines_as_replay(own_broker, tmp_path):
+    bootstrap = own_broker.bootstrap
     run(ensure_topics({"bootstrap_servers": bootstrap}, topics.ALL_TOPICS, 4, 1))
     # Simulated time starts once the worker is surely up (it takes a few seconds to join its group).
     clock = AcceleratedClock(FACTOR, wall_ms() + 12_000)

@@ -14,8 +14,8 @@ from orderflow.streams.publish import Publisher
 from orders import MIN, created, paid
 
 
-def test_created_then_paid_reaches_awaiting_shipment_in_rocksdb_and_both_changes_are_published(broker, tmp_path):
-    bootstrap = broker.bootstrap
+def test_created_then_paid_reaches_awaiting_shipment_in_rocksdb_and_both_changes_are_published(own_broker, tmp_path):
+    bootstrap = own_broker.bootstrap
     config = Config(broker=bootstrap)
     run(ensure_topics({"bootstrap_servers": bootstrap}, topics.ALL_TOPICS, 4, 1))
     worker = WorkerProcess(bootstrap, tmp_path / "worker")
