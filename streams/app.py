@@ -111,20 +111,45 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
             if echo:
                 print(describe(output), flush=True)
 
+    # Stream time: per partition of order-events, the latest event time processed
+    # (never ahead of the clock). Events are applied at stream time, as a replay
+    # does, so a backlog after downtime is not judged by the wall clock.
+    stream_time: dict = {}
+    next_offset: dict = {}
+
     def handle(event: EventT) -> list[dict]:
         message = event.message
-        now = clock.now()
         if message.topic == topics.TIMER_TICKS.name:
             tick = messages.TICKS.decode(message.value)
-            return book.fire(tick["order_id"], max(now, tick["due"]))
+            return book.fire(tick["order_id"], tick["due"])
+        next_offset[message.tp] = message.offset + 1
         try:
             record = messages.EVENTS.decode(message.value)
         except SchemaError as why:
             book.count_undecodable()
             cause = f"{message.topic}/{message.partition}/{message.offset}"
-            return [{"output": "dead_letter", "output_id": output_id("", cause, 0), "order_id": None, "at": now,
-                     "reason": f"undecodable message: {why}", "event": None}]
+            return [{"output": "dead_letter", "output_id": output_id("", cause, 0), "order_id": None,
+                     "at": stream_time.get(message.tp) or clock.now(), "reason": f"undecodable message: {why}",
+                     "event": None}]
+        event_time = record["event_time"]
+        now = max(stream_time.get(message.tp, event_time), min(event_time, clock.now()))
+        stream_time[message.tp] = now
         return book.apply(messages.event_from_record(record), now)
+
+    async def safe_time() -> int:
+        """Deadlines up to this time may fire: the clock, unless a partition is still
+        working through a backlog; then that partition's stream time."""
+        now = clock.now()
+        for tp in app.consumer.assignment():
+            if tp.topic != topics.ORDER_EVENTS.name:
+                continue
+            highwater = app.consumer.highwater(tp)
+            done = next_offset.get(tp)
+            if done is None:
+                done = await app.consumer.position(tp)
+            if highwater is None or done is None or done < highwater:
+                now = min(now, stream_time.get(tp, -1))
+        return now
 
     @app.agent(source, name="orders")
     async def process(stream):
@@ -138,7 +163,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
 
     @app.timer(interval=config.timer_interval)
     async def fire_due() -> None:
-        for due, order_id in book.index.pop_due(clock.now()):
+        for due, order_id in book.index.pop_due(await safe_time()):
             await ticks.send(key=order_id.encode(), value=messages.TICKS.encode({"order_id": order_id, "due": due}))
             worker.sent["ticks"] += 1
 

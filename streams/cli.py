@@ -130,7 +130,7 @@ async def _play_sample(app, config: Config, clock) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("r", errors="replace"))
 @click.pass_context
 def produce(ctx: click.Context, file) -> None:
     """Publish upstream events from FILE (JSON lines, the form of DOMAIN.md; - for stdin).
@@ -141,8 +141,8 @@ def produce(ctx: click.Context, file) -> None:
     from .publish import publish_lines
 
     config = _client_config(_config(ctx))
-    sent, invalid = asyncio.run(publish_lines(config, file, progress=_progress))
-    click.echo(f"published {sent} events; {invalid} invalid lines skipped", err=True)
+    sent, invalid = _kafka(publish_lines(config, file, progress=_progress, report=lambda line: click.echo(line, err=True)))
+    click.echo(f"\npublished {sent} events; {invalid} invalid lines skipped", err=True)
     if invalid:
         sys.exit(1)
 
@@ -168,7 +168,19 @@ def tail(ctx: click.Context, topic: str, from_beginning: bool, max_messages: int
     except KeyError as exc:
         raise click.UsageError(exc.args[0]) from None
     config = _client_config(_config(ctx))
-    asyncio.run(tail_topic(config, spec, from_beginning, max_messages, idle_timeout, click.echo))
+    _kafka(tail_topic(config, spec, from_beginning, max_messages, idle_timeout, click.echo))
+
+
+def _kafka(coro):
+    """Run a Kafka client; a broker that cannot be reached is a clear error, not a traceback."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError as exc:
+        raise click.ClickException(f"cannot reach the Kafka broker: {exc}") from None
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka error: {exc}") from None
 
 
 @main.command(name="topics")
@@ -179,8 +191,8 @@ def list_topics() -> None:
 
 
 @main.command()
-@click.argument("events", type=click.File("r"))
-@click.option("--until", required=True, help="Run the clock to this time: UTC milliseconds or ISO 8601.")
+@click.argument("events", type=click.File("r", errors="replace"))
+@click.option("--until", required=True, metavar="TIME", help="Run the clock to this time: UTC milliseconds or ISO 8601.")
 @click.option("--out", type=click.File("w"), default="-", show_default=True, help="Where to write the outputs (JSON lines).")
 @click.option("--region-policy", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Region policy file (TOML); default: the configured one, else the packaged defaults.")
@@ -197,9 +209,13 @@ def replay(ctx: click.Context, events, until: str, out, region_policy: str | Non
 
     try:
         until_ms = parse_time(until)
-        policy = Policy.load(region_policy or _config(ctx).region_policy or None)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="--until") from None
+    policy_file = region_policy or _config(ctx).region_policy or None
+    try:
+        policy = Policy.load(policy_file)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{policy_file}: {exc}", param_hint="--region-policy") from None
     book = OrderBook({}, policy)
     for output in run_replay(read_lines(events), until_ms, policy, book):
         out.write(json.dumps(output, ensure_ascii=False) + "\n")
@@ -217,5 +233,9 @@ def sample(start: str | None) -> None:
     from .replay import parse_time
     from .sample import sample_events
 
-    for event in sample_events(parse_time(start) if start else wall_ms()):
+    try:
+        first = parse_time(start) if start else wall_ms()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start") from None
+    for event in sample_events(first):
         click.echo(json.dumps(event))

@@ -21,7 +21,11 @@ class Publisher:
         self._producer = AIOKafkaProducer(**client_settings(config), linger_ms=5)
 
     async def __aenter__(self) -> "Publisher":
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -55,6 +59,11 @@ async def publish_lines(config: Config, lines: TextIO, progress: Callable[[int, 
                 continue
             try:
                 event = json.loads(text)
+            except json.JSONDecodeError as exc:
+                invalid += 1
+                report(f"line {number}: not JSON ({exc.msg})")
+                continue
+            try:
                 if not isinstance(event, dict):
                     raise ValueError("not a JSON object")
                 await publisher.send_event(event)
@@ -77,9 +86,9 @@ async def tail_topic(config: Config, spec: topics.TopicSpec, from_beginning: boo
     codec = codec_for_topic(spec)
     consumer = AIOKafkaConsumer(**client_settings(config), enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
-    await consumer.start()
     shown = 0
     try:
+        await consumer.start()
         await consumer.topics()  # refreshes the metadata
         partitions = [TopicPartition(spec.name, p) for p in sorted(consumer.partitions_for_topic(spec.name) or [])]
         if not partitions:
