@@ -9,6 +9,7 @@ duplicate or a tick for an order that moved on changes nothing.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 
 import faust
@@ -24,6 +25,7 @@ from .config import Config
 from .lifecycle import Policy
 from .lifecycle.order import output_id
 from .order_book import OrderBook
+from .views import register_views
 
 log = logging.getLogger("orderflow")
 
@@ -52,7 +54,14 @@ def faust_settings(config: Config) -> dict:
         topic_partitions=config.partitions,
         topic_replication_factor=config.replication,
         topic_allow_declare=True,
-        web_enabled=False,
+        web_enabled=True,
+        web_bind=config.web_bind,
+        web_port=config.web_port,
+        web_host=config.web_bind if config.web_bind not in ("0.0.0.0", "::") else socket.gethostname(),
+        # Faust's own table/graph/stats pages would expose order data without a token.
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         # Outputs are published at least once with deterministic ids; Faust's
         # exactly-once mode is not used (see README, guarantees).
         processing_guarantee="at_least_once",
@@ -83,6 +92,8 @@ def describe(output: dict) -> str:
 class Worker:
     """What create_app built: the Faust app and the order book it drives."""
     app: faust.App
+    config: Config
+    orders_table: faust.Table
     book: OrderBook
     clock: SystemClock | AcceleratedClock
     sent: dict = field(default_factory=lambda: {"ticks": 0})
@@ -92,7 +103,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     app = faust.App(APP_ID, **faust_settings(config))
     orders_table = define_orders_table(app, config.partitions)
     book = OrderBook(OrderTable(orders_table), policy)
-    worker = Worker(app, book, clock)
+    worker = Worker(app, config, orders_table, book, clock)
 
     source = app.topic(topics.ORDER_EVENTS.name, topics.TIMER_TICKS.name,
                        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -176,4 +187,5 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     app.timer(interval=10.0)(report)
     app.on_before_shutdown.connect(report)
 
+    register_views(worker)
     return worker

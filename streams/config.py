@@ -38,6 +38,11 @@ class Config:
     sasl_password: str = field(default="", repr=False)
     ssl_cafile: str = ""
     log_level: str = "info"
+    # The order API served by each worker (HTTP). Loopback by default; binding
+    # another address requires api_token, which clients send as a bearer token.
+    web_bind: str = "127.0.0.1"
+    web_port: int = 6066
+    api_token: str = field(default="", repr=False)
 
     @property
     def tansu(self) -> bool:

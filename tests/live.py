@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,12 +18,20 @@ from orderflow.streams.codec import codec_for_topic
 OUTPUT_SPECS = tuple(dict.fromkeys(topics.OUTPUT_TOPICS.values()))
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class WorkerProcess:
     """`orderflow run` in a subprocess, pointed at a test broker, with its own data dir."""
 
     def __init__(self, bootstrap: str, data_dir: Path, **settings: str):
         self.log_path = data_dir.with_suffix(".log")
+        self.web_port = free_port()
         env = {**os.environ, "ORDERFLOW_BROKER": bootstrap, "ORDERFLOW_DATA_DIR": str(data_dir),
+               "ORDERFLOW_WEB_PORT": str(self.web_port),
                "ORDERFLOW_TIMER_INTERVAL": "0.05", "ORDERFLOW_BROKER_KIND": "tansu"}
         env.update({f"ORDERFLOW_{name.upper()}": value for name, value in settings.items()})
         self._log = self.log_path.open("ab")
