@@ -97,6 +97,9 @@ class Worker:
     book: OrderBook
     clock: SystemClock | AcceleratedClock
     sent: dict = field(default_factory=lambda: {"ticks": 0})
+    # Messages other parts of the worker (analytics) queue while an event is
+    # handled, as (topic, key, value); the agent sends them with its outputs.
+    extra: list = field(default_factory=list)
 
 
 def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Worker:
@@ -121,6 +124,9 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
             await topic.send(key=key, value=codec.encode(record))
             if echo:
                 print(describe(output), flush=True)
+        while worker.extra:
+            topic, key, value = worker.extra.pop(0)
+            await topic.send(key=key, value=value)
 
     # Stream time: per partition of order-events, the latest event time processed
     # (never ahead of the clock). Events are applied at stream time, as a replay

@@ -7,7 +7,7 @@ call `apply` for an event and `fire` when a deadline may be due.
 from __future__ import annotations
 
 from collections import Counter
-from typing import MutableMapping
+from typing import Callable, MutableMapping
 
 from .lifecycle import Policy, Step, advance, apply
 from .timers import DeadlineIndex
@@ -20,6 +20,9 @@ class OrderBook:
         self.index = index if index is not None else DeadlineIndex()
         # Reconciles as in = applied + dead_lettered + duplicates + buffered.
         self.tally: Counter = Counter()
+        # Called with (order before, order after, outputs) for every step that changed
+        # an order: derived views (analytics) follow the book without touching the core.
+        self.observers: list[Callable[[dict | None, dict | None, list[dict]], None]] = []
 
     def apply(self, event: dict, now: int) -> list[dict]:
         order_id = event.get("order_id")
@@ -55,6 +58,8 @@ class OrderBook:
     def _keep(self, order_id, before: dict | None, step: Step) -> None:
         if step.order is before:
             return
+        for observe in self.observers:
+            observe(before, step.order, step.outputs)
         if step.order is None:
             self.orders.pop(order_id, None)
             return
