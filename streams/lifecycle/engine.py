@@ -52,7 +52,10 @@ def advance(order: dict | None, now: int, policy: Policy) -> Step:
         if name == ORPHAN_GRACE:
             _give_up_on_orphan(step, due)
             continue
-        change = Change(step.order, f"{name}@{due}", due, policy.for_region(step.order.get("region")))
+        # The firing count keeps ids apart when a deadline is re-armed at the same due time.
+        fired = step.order.get("fired", 0)
+        change = Change(step.order, f"{name}@{due}#{fired}", due, policy.for_region(step.order.get("region")))
+        change.order["fired"] = fired + 1
         change.cancel_deadlines(name)
         rule = _deadline_rule(name)
         if rule is not None:  # a deadline kind this version no longer knows is dropped
@@ -134,8 +137,11 @@ def _apply_known(step: Step, event: dict, policy: Policy) -> None:
         change.require(rules is not None, f"region {region!r} is not served by the region policy")
         EVENT_RULES[kind](change, event)
     except Rejected as why:
+        # Only the id is kept, so a redelivered copy is a duplicate rather than judged again.
         change = Change(step.order, event["event_id"], event["event_time"], rules)
         change.reject(f"{why}", event)
+        change.order["seen"].append(event["event_id"])
+        step.order = change.order
         step.outputs += change.outputs
         step.tally["dead_lettered"] += 1
         return

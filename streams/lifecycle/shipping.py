@@ -2,6 +2,8 @@
 stalled parcels, failed deliveries and redelivery."""
 from __future__ import annotations
 
+import bisect
+
 from . import status as st
 from .order import Change
 
@@ -15,10 +17,11 @@ _ON_THE_WAY = (st.AWAITING_COLLECTION, st.IN_TRANSIT)
 
 
 def _track(change: Change, event: dict, status: str) -> None:
-    change.order["tracking"].append({
+    """Add a tracking entry in event-time order (carrier scans can arrive out of order)."""
+    bisect.insort(change.order["tracking"], {
         "at": change.at, "status": status, "location": event.get("location"),
         "description": event.get("description") or event.get("reason"),
-    })
+    }, key=lambda entry: entry["at"])
 
 
 def _awaiting_redelivery_request(change: Change) -> bool:
@@ -41,7 +44,9 @@ def package_shipped(change: Change, event: dict) -> None:
 def logistics_update(change: Change, event: dict) -> None:
     change.require_status("LOGISTICS_UPDATE", *_ON_THE_WAY)
     _track(change, event, event["status"])
-    change.order["last_logistics_at"] = change.at
+    # A scan older than the latest one known must not rewind the stall clock.
+    latest = max(change.at, change.order.get("last_logistics_at") or change.at)
+    change.order["last_logistics_at"] = latest
     if change.status == st.AWAITING_COLLECTION:
         change.move(st.IN_TRANSIT, "COLLECTED")
     if _awaiting_redelivery_request(change):
@@ -49,7 +54,7 @@ def logistics_update(change: Change, event: dict) -> None:
     # Any carrier progress after a redelivery request means the redelivery is moving.
     change.close_condition(st.DELIVERY_FAILED)
     change.cancel_deadlines(REDELIVERY_DISPATCH)
-    change.schedule(SHIPMENT_STALLED, change.at + change.rules.shipment_stalled)
+    change.schedule(SHIPMENT_STALLED, latest + change.rules.shipment_stalled)
 
 
 def delivery_failed(change: Change, event: dict) -> None:
