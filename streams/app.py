@@ -19,12 +19,14 @@ from orderflow.tables.orders import OrderTable, define_orders_table
 
 from . import messages, topics
 from .admin import client_settings
+from .analytics_worker import register_analytics
 from .clock import AcceleratedClock, SystemClock
 from .codec import SchemaError, codec_for_topic
 from .config import Config
 from .lifecycle import Policy
 from .lifecycle.order import output_id
 from .order_book import OrderBook
+from .tansu import use_fetched_end_offsets
 from .views import register_views
 
 log = logging.getLogger("orderflow")
@@ -69,9 +71,6 @@ def faust_settings(config: Config) -> dict:
     )
     if config.tansu:
         settings.update(
-            # The embedded broker answers wrong end offsets for multi-record
-            # batches, which would cut a changelog restore short.
-            producer_max_batch_size=1,
             # Short group timeouts: a worker joins in about 2 s instead of 30 s.
             broker_session_timeout=4.0,
             broker_rebalance_timeout=4.0,
@@ -104,6 +103,8 @@ class Worker:
 
 def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Worker:
     app = faust.App(APP_ID, **faust_settings(config))
+    if config.tansu:
+        use_fetched_end_offsets(app, client_settings(config))
     orders_table = define_orders_table(app, config.partitions)
     book = OrderBook(OrderTable(orders_table), policy)
     worker = Worker(app, config, orders_table, book, clock)
@@ -114,19 +115,21 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     outputs = {spec.name: (app.topic(spec.name, key_serializer="raw", value_serializer="raw"), codec_for_topic(spec))
                for spec in topics.OUTPUT_TOPICS.values()}
 
-    async def publish(produced: list[dict], event: EventT) -> None:
+    def publish(produced: list[dict], event: EventT) -> None:
+        # Buffered, not awaited one by one: Faust flushes the producer before it
+        # commits offsets, so an output is never lost behind a committed offset.
         message = event.message
         for output in produced:
             spec, record = messages.output_record(output, message.topic, message.partition, message.offset,
                                                   message.value)
             topic, codec = outputs[spec.name]
             key = (output.get("order_id") or "").encode()
-            await topic.send(key=key, value=codec.encode(record))
+            topic.send_soon(key=key, value=codec.encode(record))
             if echo:
                 print(describe(output), flush=True)
         while worker.extra:
             topic, key, value = worker.extra.pop(0)
-            await topic.send(key=key, value=value)
+            topic.send_soon(key=key, value=value)
 
     # Stream time: per partition of order-events, the latest event time processed
     # (never ahead of the clock). Events are applied at stream time, as a replay
@@ -171,7 +174,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     @app.agent(source, name="orders")
     async def process(stream):
         async for event in stream.events():
-            await publish(handle(event), event)
+            publish(handle(event), event)
 
     @orders_table.on_recover
     async def reindex() -> None:
@@ -181,7 +184,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     @app.timer(interval=config.timer_interval)
     async def fire_due() -> None:
         for due, order_id in book.index.pop_due(await safe_time()):
-            await ticks.send(key=order_id.encode(), value=messages.TICKS.encode({"order_id": order_id, "due": due}))
+            ticks.send_soon(key=order_id.encode(), value=messages.TICKS.encode({"order_id": order_id, "due": due}))
             worker.sent["ticks"] += 1
 
     async def report(*_args, **_kwargs) -> None:
@@ -193,5 +196,6 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     app.timer(interval=10.0)(report)
     app.on_before_shutdown.connect(report)
 
+    register_analytics(worker)
     register_views(worker)
     return worker

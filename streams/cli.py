@@ -106,7 +106,11 @@ def run(ctx: click.Context, sample: bool, run_for: float | None) -> None:
             worker.app.task(lambda: _stop_after(run_for))
         # With --sample the outputs are the show: Faust's own chatter only from warnings up.
         loglevel = "warning" if sample else config.log_level
-        faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+        runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        # Faust's terminal spinner turns every logger up to DEBUG to spin on each record,
+        # which costs a third of the worker's time.
+        runner.spinner = None
+        runner.execute_from_commandline()
 
 
 async def _stop_after(seconds: float) -> None:
@@ -116,17 +120,11 @@ async def _stop_after(seconds: float) -> None:
 
 async def _play_sample(app, config: Config, clock) -> None:
     """Publish the sample as it happens on the clock, once the worker owns its partitions."""
-    from .publish import Publisher
     from .sample import sample_events
 
     while not app.consumer.assignment() or app.rebalancing:
         await asyncio.sleep(0.2)
-    events = sample_events(clock.now())
-    async with Publisher(config) as publisher:
-        for event in events:
-            while (wait := (event["event_time"] - clock.now()) / 1000) > 0:
-                await asyncio.sleep(min(wait, 0.5))
-            await publisher.send_event(event)
+    await _play(config, sample_events(clock.now()), clock)
 
 
 @main.command()
@@ -223,6 +221,214 @@ def replay(ctx: click.Context, events, until: str, out, region_policy: str | Non
     click.echo(f"events in={tally['in']} applied={tally['applied']} dead_lettered={tally['dead_lettered']} "
                f"duplicates={tally['duplicates']} held={tally['buffered']} after_until={tally['after_until']}; "
                f"orders={len(book.orders)}", err=True)
+
+
+@main.command()
+@click.option("--orders", type=click.IntRange(min=1), default=1000, show_default=True, help="How many orders.")
+@click.option("--orders-per-hour", type=click.FloatRange(min=0.001), default=600.0, show_default=True,
+              help="Arrival rate of new orders, per simulated hour.")
+@click.option("--seed", type=int, default=1, show_default=True, help="The same seed gives the same traffic.")
+@click.option("--start", default=None, metavar="TIME", help="Simulated time of the first order; default: now.")
+@click.option("--out", type=click.File("w"), default=None, help="Write JSON lines here (- for stdout) instead of publishing.")
+@click.option("--speed", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
+              help="Simulated seconds per wall second when publishing (3600: an hour a second). "
+                   "Workers must run with the same clock: ORDERFLOW_CLOCK is printed.")
+@click.option("--rate", type=click.FloatRange(min=0), default=0.0, help="At most this many events per second when publishing (0: no limit).")
+@click.pass_context
+def simulate(ctx: click.Context, orders: int, orders_per_hour: float, seed: int, start: str | None, out,
+             speed: float, rate: float) -> None:
+    """Generate upstream traffic: a realistic mix of orders and parcels across regions.
+
+    Writes JSON lines (for `replay`) with --out, or publishes to order-events as the
+    simulated clock reaches each event's time.
+    """
+    from .clock import AcceleratedClock, wall_ms
+    from .replay import parse_time
+    from .simulator import Simulator
+
+    try:
+        first = parse_time(start) if start else wall_ms()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start") from None
+    events = Simulator(seed=seed, start=first, orders_per_hour=orders_per_hour).events(orders)
+    if out is not None:
+        for event in events:
+            out.write(json.dumps(event) + "\n")
+        return
+    config = _client_config(_config(ctx))
+    clock = AcceleratedClock(speed, first)
+    if speed != 1:
+        click.echo(f"run workers with ORDERFLOW_CLOCK={clock.spec()}", err=True)
+    sent = _kafka(_play(config, events, clock, rate))
+    click.echo(f"\npublished {sent} events", err=True)
+
+
+async def _play(config: Config, events, clock, rate: float = 0.0) -> int:
+    """Publish events as the clock reaches their time, at most `rate` a second."""
+    from .publish import Publisher
+
+    sent, started = 0, time.monotonic()
+    async with Publisher(config) as publisher:
+        for event in events:
+            while (wait := (event["event_time"] - clock.now()) / 1000 / getattr(clock, "factor", 1)) > 0:
+                await asyncio.sleep(min(wait, 0.5))
+            if rate and sent >= rate * (time.monotonic() - started):
+                await asyncio.sleep(1 / rate)
+            await publisher.send_event(event)
+            sent += 1
+            if sent % 1000 == 0:
+                _progress(sent, started)
+        await publisher.flush()
+    return sent
+
+
+def _api_url(config: Config) -> str:
+    """This host's worker, from the configured bind address and port."""
+    host = "127.0.0.1" if config.web_bind in ("", "0.0.0.0", "::") else config.web_bind
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.web_port}"
+
+
+def _api_pages(api: str, params: dict, token: str):
+    """The pages of orders the API lists for `params`, in order-id order (a seek per page on the workers)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from .order_query import MAX_LIMIT
+
+    query = {**params, "sort": "order_id", "limit": MAX_LIMIT, "detail": 1}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    while True:
+        request = urllib.request.Request(f"{api.rstrip('/')}/orders?{urllib.parse.urlencode(query)}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                page = json.load(response)
+        except urllib.error.HTTPError as exc:
+            try:
+                why = json.load(exc).get("error")
+            except ValueError:
+                why = exc.reason
+            raise click.ClickException(f"the order API at {api} answered {exc.code}: {why}") from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot reach the order API at {api} (is a worker running? see --api): "
+                                       f"{getattr(exc, 'reason', exc)}") from None
+        yield page["orders"]
+        if not page["next_cursor"]:
+            return
+        query["cursor"] = page["next_cursor"]
+
+
+@main.command()
+@click.option("--status", default=None, help="Only this status (or several, comma-separated), e.g. AWAITING_SHIPMENT.")
+@click.option("--tab", default=None, help="Only this seller tab: Unpaid, 'To ship', Shipped, Completed, Cancelled.")
+@click.option("--from", "created_from", default=None, metavar="TIME",
+              help="Created at or after TIME (UTC ms or ISO 8601).")
+@click.option("--to", "created_to", default=None, metavar="TIME", help="Created before TIME (UTC ms or ISO 8601).")
+@click.option("--region", default=None, help="Only this region, e.g. GB.")
+@click.option("--shop", default=None, help="Only this shop id.")
+@click.option("--format", "file_format", type=click.Choice(["csv", "xlsx"]), default=None,
+              help="Default: xlsx for an --out ending in .xlsx, else csv.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The file to write.")
+@click.option("--include-personal-data", is_flag=True,
+              help="Recipient name, phone and address in clear (masked by default).")
+@click.option("--api", default=None, metavar="URL",
+              help="A worker's order API (any worker answers for all). Default: this host's, from web_bind and "
+                   "web_port.")
+@click.pass_context
+def export(ctx: click.Context, status: str | None, tab: str | None, created_from: str | None, created_to: str | None,
+           region: str | None, shop: str | None, file_format: str | None, out: Path, include_personal_data: bool,
+           api: str | None) -> None:
+    """Export orders as CSV or Excel: one row per line item, with a seller centre's columns.
+
+    Reads the orders page by page from the workers' order API and writes each
+    page as it arrives, so memory stays flat whatever the size. Times are in
+    each order's region time zone. The file appears only once it is complete.
+    """
+    from .export import open_writer, time_zones, write_orders
+    from .lifecycle import Policy
+    from .replay import parse_time
+
+    config = _config(ctx)
+    params = {"status": status, "tab": tab, "region": region, "shop_id": shop,
+              "include_personal_data": int(include_personal_data)}
+    for name, value, hint in (("created_from", created_from, "--from"), ("created_to", created_to, "--to")):
+        try:
+            params[name] = parse_time(value) if value else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+    zone_of = time_zones(Policy.load(config.region_policy or None))
+    file_format = file_format or ("xlsx" if out.suffix.lower() == ".xlsx" else "csv")
+    partial = out.with_name(out.name + ".partial")
+    orders = rows = 0
+    try:
+        with contextlib.closing(open_writer(file_format, partial)) as writer:
+            for page in _api_pages(api or _api_url(config), {k: v for k, v in params.items() if v is not None},
+                                   config.api_token):
+                page_orders, page_rows = write_orders(page, writer, zone_of, include_personal_data)
+                orders, rows = orders + page_orders, rows + page_rows
+                click.echo(f"\r{orders:,} orders, {rows:,} rows", err=True, nl=False)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    click.echo(f"\nexported {orders} orders ({rows} rows) to {out}", err=True)
+
+
+@main.command()
+@click.option("--granularity", type=click.Choice(("MINUTE", "HOUR", "DAY"), case_sensitive=False), default="DAY",
+              show_default=True, help="Window length of the figures.")
+@click.option("--region", default=None, help="Only this region (e.g. GB).")
+@click.option("--shop", default=None, help="Only this shop.")
+@click.option("--chart", "chart_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw orders and GMV over time into this file: .html (an SVG chart) or .png.")
+@click.option("--from-replay", "events", type=click.File("r", errors="replace"), default=None, metavar="EVENTS",
+              help="Compute the figures from recorded events (JSON lines) instead of reading order-analytics.")
+@click.option("--until", default=None, metavar="TIME",
+              help="With --from-replay: run the clock to this time (UTC milliseconds or ISO 8601).")
+@click.option("--region-policy", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Region policy file (TOML) for local days and a replay's rules; default: the configured one.")
+@click.pass_context
+def stats(ctx: click.Context, granularity: str, region: str | None, shop: str | None, chart_path: Path | None,
+          events, until: str | None, region_policy: str | None) -> None:
+    """Show the analytics figures: orders, GMV, conversion, cancellations, dispatch, delivery, ratings.
+
+    Prints each region's latest window (a local day unless --granularity says
+    otherwise) with a row per shop: the latest revision of every metric on
+    order-analytics, or of a replay of recorded events with --from-replay.
+    """
+    from .analytics import Latest, replay_records, zones
+    from .lifecycle import Policy
+    from .replay import parse_time, read_lines
+    from .stats import CHART_SUFFIXES, read_latest, table, write_chart
+
+    if chart_path is not None and chart_path.suffix.lower() not in CHART_SUFFIXES:
+        raise click.BadParameter(f"{chart_path}: give a .html or .png file", param_hint="--chart")
+    if (events is None) != (until is None):
+        raise click.UsageError("--from-replay and --until go together")
+    policy_file = region_policy or _config(ctx).region_policy or None
+    try:
+        policy = Policy.load(policy_file)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{policy_file}: {exc}", param_hint="--region-policy") from None
+    if events is None:
+        try:
+            latest, undecodable = _kafka(read_latest(_client_config(_config(ctx))))
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        if undecodable:
+            click.echo(f"{undecodable} undecodable records on {topics.ANALYTICS.name} skipped", err=True)
+    else:
+        try:
+            until_ms = parse_time(until)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--until") from None
+        latest = Latest()
+        for record in replay_records(read_lines(events), until_ms, policy):
+            latest.add(record)
+    granularity, zone_of = granularity.upper(), zones(policy)
+    click.echo(table(latest, granularity, zone_of, region, shop))
+    if chart_path is not None:
+        windows = write_chart(chart_path, latest, granularity, zone_of, region, shop)
+        click.echo(f"chart of {windows} {granularity} windows written to {chart_path}", err=True)
 
 
 @main.command()

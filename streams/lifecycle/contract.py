@@ -62,15 +62,24 @@ def _address(name: str, value) -> str | None:
     return f"{name} lacks {', '.join(missing)}" if missing else None
 
 
-def _text_problem(value, key: str = "event") -> str | None:
-    if isinstance(value, dict):
-        return next((p for k, v in value.items() if (p := _text_problem(v, k))), None)
-    if isinstance(value, list):
-        return next((p for v in value if (p := _text_problem(v, key))), None)
-    if isinstance(value, str):
-        limit = MAX_ID if key.endswith("_id") or key in ("currency", "region") else MAX_TEXT
-        if len(value) > limit:
-            return f"field {key} is {len(value)} characters long (at most {limit})"
+def _limit(key: str) -> int:
+    return MAX_ID if key.endswith("_id") or key in ("currency", "region") else MAX_TEXT
+
+
+def _text_problem(event: dict) -> str | None:
+    """The first string longer than its limit, at the top level or one level down (items, addresses)."""
+    for key, value in event.items():
+        kind = type(value)
+        if kind is str:
+            if len(value) > _limit(key):
+                return f"field {key} is {len(value)} characters long (at most {_limit(key)})"
+        elif kind is dict or kind is list:
+            for inner in (value,) if kind is dict else value:
+                if type(inner) is not dict:
+                    continue
+                for name, text in inner.items():
+                    if type(text) is str and len(text) > _limit(name):
+                        return f"field {key}.{name} is {len(text)} characters long (at most {_limit(name)})"
     return None
 
 

@@ -1,0 +1,98 @@
+"""Shared parts of the benchmarks: a broker, traffic, and waiting for a consumer group."""
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from orderflow.streams import messages, topics
+from orderflow.streams.admin import ensure_topics
+from orderflow.streams.broker import EmbeddedBroker, broker_binary
+from orderflow.streams.config import Config
+from orderflow.streams.simulator import Simulator
+
+PARTITIONS = 4
+
+
+@contextmanager
+def broker(log_dir: Path):
+    with EmbeddedBroker(broker_binary(Config()), log_dir / "broker.log") as embedded:
+        asyncio.run(ensure_topics({"bootstrap_servers": embedded.bootstrap}, topics.ALL_TOPICS, PARTITIONS, 1))
+        yield embedded.bootstrap
+
+
+def traffic(orders: int, start: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
+    """(key, Avro value) of the simulated events of `orders` orders, in event-time order."""
+    return [(e["order_id"].encode(), messages.EVENTS.encode(e))
+            for e in Simulator(seed=seed, start=start).events(orders)]
+
+
+async def publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consumed(bootstrap: str, group: str, topic: str) -> int:
+    """How many records of `topic` the group has committed."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        committed = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
+        return sum(offset for offset in committed if offset)
+    finally:
+        await consumer.stop()
+
+
+def wait_consumed(bootstrap: str, group: str, topic: str, total: int, timeout: float, poll: float = 0.25) -> float:
+    """Seconds until the group committed `total` records of `topic`."""
+    started = time.monotonic()
+    while asyncio.run(consumed(bootstrap, group, topic)) < total:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{group} did not consume {total} records of {topic} in {timeout} s")
+        time.sleep(poll)
+    return time.monotonic() - started
+
+
+def start_worker(bootstrap: str, data_dir: Path, **settings: str) -> subprocess.Popen:
+    env = {**os.environ, "ORDERFLOW_BROKER": bootstrap, "ORDERFLOW_BROKER_KIND": "tansu",
+           "ORDERFLOW_DATA_DIR": str(data_dir), "ORDERFLOW_PARTITIONS": str(PARTITIONS),
+           "ORDERFLOW_LOG_LEVEL": "warning", "ORDERFLOW_WEB_PORT": str(free_port())}
+    env.update({f"ORDERFLOW_{k.upper()}": v for k, v in settings.items()})
+    log = (data_dir.parent / f"{data_dir.name}.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "orderflow.streams", "run"], env=env, stdout=log, stderr=log)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of a running process (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def own_peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

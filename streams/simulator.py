@@ -1,0 +1,191 @@
+"""A traffic simulator that plays the upstream platforms (store front, payment, warehouse, carriers).
+
+Each order gets a story drawn from a realistic mix: paid at once, paid late or
+never; buyers asking to cancel and sellers answering or not; sellers out of
+stock; hand-overs on time and late; carrier scans, stalls, failed deliveries
+with and without redelivery; confirmations, reviews and after-sales cases.
+The same seed gives the same traffic. Events come out in event-time order.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterator
+
+MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+
+# Region: (currency, price scale, share of orders, city, country)
+REGIONS = {
+    "GB": ("GBP", Decimal("1"), 0.25, "London", "GB"),
+    "ID": ("IDR", Decimal("15000"), 0.2, "Jakarta", "ID"),
+    "MY": ("MYR", Decimal("4.5"), 0.1, "Kuala Lumpur", "MY"),
+    "PH": ("PHP", Decimal("55"), 0.1, "Manila", "PH"),
+    "SG": ("SGD", Decimal("1.3"), 0.1, "Singapore", "SG"),
+    "TH": ("THB", Decimal("35"), 0.1, "Bangkok", "TH"),
+    "VN": ("VND", Decimal("24000"), 0.15, "Ho Chi Minh City", "VN"),
+}
+# (sku, product, base price in GBP-ish units, popularity)
+CATALOGUE = [
+    ("sku-case", "Phone case", "8.99", 30), ("sku-cable", "USB-C cable", "5.49", 25),
+    ("sku-lamp", "Desk lamp", "24.00", 8), ("sku-tee", "Cotton tee", "12.50", 20),
+    ("sku-serum", "Vitamin C serum", "15.90", 15), ("sku-bottle", "Steel bottle", "11.00", 12),
+    ("sku-earbuds", "Wireless earbuds", "39.99", 10), ("sku-mat", "Yoga mat", "19.99", 6),
+    ("sku-lipstick", "Matte lipstick", "9.99", 18), ("sku-charger", "Fast charger", "17.49", 9),
+]
+CARRIERS = ["Royal Mail", "J&T Express", "Ninja Van", "SPX Express", "Flash Express"]
+CHANNELS = ["VIDEO", "LIVE", "CAMPAIGN", "STORE"]
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How orders behave; probabilities of each branch of the story."""
+    paid_at_once: float = 0.72
+    paid_late: float = 0.10          # within 48 h, after the reminders
+    paid_after_cancel: float = 0.03  # after the 48 h auto-cancel
+    seller_out_of_stock: float = 0.03
+    buyer_cancel_request: float = 0.06
+    request_accepted: float = 0.5
+    request_rejected: float = 0.3    # the rest are never answered
+    shipped_late: float = 0.08
+    stalled: float = 0.04
+    delivery_failed: float = 0.06
+    redelivery_requested: float = 0.7
+    redelivery_overdue: float = 0.2
+    buyer_confirms: float = 0.6
+    review: float = 0.4
+    after_sales: float = 0.05
+
+
+class Simulator:
+    def __init__(self, seed: int = 1, start: int = 1_795_000_000_000, orders_per_hour: float = 600.0,
+                 mix: Mix = Mix()):
+        self.rng = random.Random(seed)
+        self.start = start
+        self.orders_per_hour = orders_per_hour
+        self.mix = mix
+        self._ids = itertools.count(1)
+        self._regions = list(REGIONS)
+        self._region_weights = [REGIONS[r][2] for r in self._regions]
+        self._sku_weights = [item[3] for item in CATALOGUE]
+
+    def events(self, orders: int) -> Iterator[dict]:
+        """The events of `orders` orders, in event-time order."""
+        pending: list[tuple[int, int, dict]] = []
+        seq = itertools.count()
+        arrival = self.start
+        for n in range(orders):
+            arrival += int(self.rng.expovariate(self.orders_per_hour / HOUR)) + 1
+            while pending and pending[0][0] <= arrival:
+                yield heapq.heappop(pending)[2]
+            for event in self.story(f"ord-{n + 1:08d}", arrival):
+                heapq.heappush(pending, (event["event_time"], next(seq), event))
+        while pending:
+            yield heapq.heappop(pending)[2]
+
+    def _event(self, event_type: str, order_id: str, at: int, **fields) -> dict:
+        return {"event_id": f"ev-{next(self._ids):010d}", "event_type": event_type, "order_id": order_id,
+                "event_time": at, **fields}
+
+    def _basket(self, region: str) -> tuple[list[dict], Decimal]:
+        _, scale, _, _, _ = REGIONS[region]
+        decimals = Decimal("1") if scale >= 1000 else Decimal("0.01")
+        items = []
+        picks = self.rng.choices(CATALOGUE, weights=self._sku_weights, k=self.rng.choice((1, 1, 1, 2, 2, 3)))
+        for sku, name, price, _ in {p[0]: p for p in picks}.values():
+            unit = (Decimal(price) * scale).quantize(decimals)
+            items.append({"sku_id": sku, "product_name": name, "quantity": self.rng.choice((1, 1, 1, 2, 3)),
+                          "unit_price": str(unit)})
+        total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in items)
+        return items, total
+
+    def _address(self, region: str, n: int) -> dict:
+        _, _, _, city, country = REGIONS[region]
+        return {"recipient_name": f"Buyer {n}", "phone": f"+00 {self.rng.randrange(10**8, 10**9)}",
+                "line1": f"{self.rng.randrange(1, 300)} Market Street", "line2": None, "city": city,
+                "postcode": f"{self.rng.randrange(10000, 99999)}", "country": country}
+
+    def story(self, order_id: str, t: int) -> list[dict]:
+        rng, mix = self.rng, self.mix
+        region = rng.choices(self._regions, weights=self._region_weights)[0]
+        currency = REGIONS[region][0]
+        items, total = self._basket(region)
+        n = int(order_id.split("-")[1])
+        ev = [self._event("ORDER_CREATED", order_id, t, shop_id=f"shop-{region.lower()}-{rng.randrange(1, 6)}",
+                          region=region, buyer_id=f"buyer-{rng.randrange(1, 50_000)}", currency=currency,
+                          line_items=items, total_amount=str(total), shipping_address=self._address(region, n),
+                          channel=rng.choice(CHANNELS))]
+        roll = rng.random()
+        if roll < mix.paid_at_once:
+            t += rng.randrange(MIN, 12 * MIN)
+        elif roll < mix.paid_at_once + mix.paid_late:
+            t += rng.randrange(HOUR, 40 * HOUR)
+        elif roll < mix.paid_at_once + mix.paid_late + mix.paid_after_cancel:
+            return ev + [self._event("ORDER_PAID", order_id, t + rng.randrange(49 * HOUR, 60 * HOUR),
+                                     amount=str(total), payment_method="CARD")]
+        else:
+            return ev  # never paid: reminders, then the auto-cancel
+        ev.append(self._event("ORDER_PAID", order_id, t, amount=str(total),
+                              payment_method=rng.choice(("CARD", "WALLET", "COD", "BANK_TRANSFER"))))
+        roll = rng.random()
+        if roll < mix.seller_out_of_stock:
+            return ev + [self._event("SELLER_CANCELLED", order_id, t + rng.randrange(HOUR, 30 * HOUR),
+                                     reason="OUT_OF_STOCK")]
+        if roll < mix.seller_out_of_stock + mix.buyer_cancel_request:
+            t += rng.randrange(10 * MIN, 12 * HOUR)
+            ev.append(self._event("BUYER_CANCEL_REQUESTED", order_id, t, reason="CHANGED_MIND"))
+            answer = rng.random()
+            if answer >= mix.request_accepted + mix.request_rejected:
+                return ev  # never answered: cancelled after 48 h
+            t += rng.randrange(30 * MIN, 30 * HOUR)
+            accepted = answer < mix.request_accepted
+            ev.append(self._event("SELLER_CANCEL_RESPONSE", order_id, t, decision="ACCEPT" if accepted else "REJECT"))
+            if accepted:
+                return ev
+        t += rng.randrange(73 * HOUR, 100 * HOUR) if rng.random() < mix.shipped_late else rng.randrange(4 * HOUR, 60 * HOUR)
+        return ev + self._shipping(order_id, t)
+
+    def _shipping(self, order_id: str, t: int) -> list[dict]:
+        rng, mix = self.rng, self.mix
+        carrier = rng.choice(CARRIERS)
+        ev = [self._event("PACKAGE_SHIPPED", order_id, t, carrier=carrier,
+                          tracking_number=f"TRK{rng.randrange(10**9, 10**10)}")]
+        status = "COLLECTED"
+        for _ in range(rng.randrange(1, 4)):
+            t += rng.randrange(6 * DAY, 8 * DAY) if rng.random() < mix.stalled else rng.randrange(2 * HOUR, 36 * HOUR)
+            ev.append(self._event("LOGISTICS_UPDATE", order_id, t, status=status,
+                                  location=rng.choice(("Sort centre", "Hub", "Customs", "Local depot")),
+                                  description="Parcel scanned"))
+            status = "IN_TRANSIT"
+        if rng.random() < mix.delivery_failed:
+            t += rng.randrange(4 * HOUR, 30 * HOUR)
+            ev.append(self._event("DELIVERY_FAILED", order_id, t, reason="RECIPIENT_UNAVAILABLE"))
+            if rng.random() >= mix.redelivery_requested:
+                return ev  # no request: window expires, cancelled
+            t += rng.randrange(6 * HOUR, 5 * DAY)
+            ev.append(self._event("REDELIVERY_REQUESTED", order_id, t, new_address=self._address("GB", 0)
+                                  | {"line1": "New address 1"}))
+            if rng.random() < mix.redelivery_overdue:
+                t += rng.randrange(4 * DAY, 6 * DAY)  # the carrier is late: overdue alert first
+            else:
+                t += rng.randrange(6 * HOUR, 30 * HOUR)
+            ev.append(self._event("LOGISTICS_UPDATE", order_id, t, status="OUT_FOR_DELIVERY", location="Local depot",
+                                  description="Out for redelivery"))
+        t += rng.randrange(4 * HOUR, 30 * HOUR)
+        ev.append(self._event("DELIVERED", order_id, t))
+        after = t
+        if rng.random() < mix.buyer_confirms:
+            after = t + rng.randrange(HOUR, 5 * DAY)
+            ev.append(self._event("BUYER_CONFIRMED_RECEIPT", order_id, after))
+        if rng.random() < mix.review:
+            ev.append(self._event("REVIEW_POSTED", order_id, after + rng.randrange(MIN, DAY),
+                                  rating=rng.choices((1, 2, 3, 4, 5), weights=(4, 3, 8, 25, 60))[0], comment="ok"))
+        if rng.random() < mix.after_sales:
+            opened = after + rng.randrange(HOUR, 2 * DAY)
+            ev.append(self._event("AFTER_SALES_REQUESTED", order_id, opened,
+                                  kind=rng.choice(("RETURN", "REFUND", "EXCHANGE", "REPAIR")), reason="NOT_AS_DESCRIBED"))
+            ev.append(self._event("AFTER_SALES_RESOLVED", order_id, opened + rng.randrange(HOUR, 3 * DAY),
+                                  outcome=rng.choice(("APPROVED", "REJECTED", "COMPLETED"))))
+        return ev
