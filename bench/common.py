@@ -74,7 +74,7 @@ def wait_consumed(bootstrap: str, group: str, topic: str, total: int, timeout: f
 def start_worker(bootstrap: str, data_dir: Path, **settings: str) -> subprocess.Popen:
     env = {**os.environ, "ORDERFLOW_BROKER": bootstrap, "ORDERFLOW_BROKER_KIND": "tansu",
            "ORDERFLOW_DATA_DIR": str(data_dir), "ORDERFLOW_PARTITIONS": str(PARTITIONS),
-           "ORDERFLOW_LOG_LEVEL": "warning", "ORDERFLOW_WEB_PORT": str(free_port())}
+           "ORDERFLOW_LOG_LEVEL": "info", "ORDERFLOW_WEB_PORT": str(free_port())}
     env.update({f"ORDERFLOW_{k.upper()}": v for k, v in settings.items()})
     log = (data_dir.parent / f"{data_dir.name}.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "orderflow.streams", "run"], env=env, stdout=log, stderr=log)
@@ -84,6 +84,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_ready(log: Path, times: int = 1, timeout: float = 600.0) -> float:
+    """Seconds until the worker logged its recovery `times` times (it does after each rebalance)."""
+    started = time.monotonic()
+    while not log.exists() or log.read_text(errors="replace").count("orders recovered") < times:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"worker not ready after {timeout} s; see {log}")
+        time.sleep(0.05)
+    return time.monotonic() - started
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -83,29 +83,46 @@ def _client_config(config: Config) -> Config:
 @click.pass_context
 def run(ctx: click.Context, sample: bool, run_for: float | None) -> None:
     """Run a worker: create the topics, process events, fire deadlines. Ctrl-C stops it cleanly."""
-    import faust
-
-    from .admin import client_settings, ensure_topics
-    from .app import create_app
-    from .clock import AcceleratedClock, clock_from_spec, wall_ms
-    from .lifecycle import Policy
+    from .clock import AcceleratedClock, wall_ms
 
     config = _config(ctx)
     if sample and config.clock == "system":
         config = dataclasses.replace(config, clock=AcceleratedClock(3600, wall_ms()).spec())
-    policy = Policy.load(config.region_policy or None)
-    clock = clock_from_spec(config.clock)
+
+    def prepare(worker, config: Config) -> None:
+        if sample:
+            async def play() -> None:
+                await _owns_partitions(worker.app)
+                await _play(config, sample_events(worker.clock.now()), worker.clock, quiet=True)
+            worker.app.task(play)
+
+    from .sample import sample_events
+    # With --sample the outputs are the show: Faust's own chatter only from warnings up.
+    _run_worker(config, prepare, run_for, loglevel="warning" if sample else config.log_level, echo=sample)
+
+
+def _run_worker(config: Config, prepare, run_for: float | None, loglevel: str, echo: bool = False) -> None:
+    """Start the broker if none is configured, create the topics, run one worker until stopped."""
+    import faust
+
+    from .admin import client_settings, ensure_topics
+    from .app import create_app
+    from .clock import clock_from_spec
+    from .lifecycle import Policy
+
+    try:
+        policy = Policy.load(config.region_policy or None)
+        clock = clock_from_spec(config.clock)
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
     if config.tansu:
         config = dataclasses.replace(config, broker_kind="tansu")  # _cluster fills in the broker address
     with _cluster(config) as config:
-        asyncio.run(ensure_topics(client_settings(config), topics.ALL_TOPICS, config.partitions, config.replication))
-        worker = create_app(config, policy, clock, echo=sample)
-        if sample:
-            worker.app.task(lambda: _play_sample(worker.app, config, clock))
+        _kafka(ensure_topics(client_settings(config), topics.ALL_TOPICS, config.partitions, config.replication))
+        worker = create_app(config, policy, clock, echo=echo)
+        prepare(worker, config)
         if run_for:
             worker.app.task(lambda: _stop_after(run_for))
-        # With --sample the outputs are the show: Faust's own chatter only from warnings up.
-        loglevel = "warning" if sample else config.log_level
         runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
         # Faust's terminal spinner turns every logger up to DEBUG to spin on each record,
         # which costs a third of the worker's time.
@@ -113,18 +130,58 @@ def run(ctx: click.Context, sample: bool, run_for: float | None) -> None:
         runner.execute_from_commandline()
 
 
+async def _owns_partitions(app) -> None:
+    """Wait until the worker has joined its group and owns partitions."""
+    while not app.consumer.assignment() or app.rebalancing:
+        await asyncio.sleep(0.2)
+
+
+@main.command()
+@click.option("--speed", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+              help="Simulated seconds per wall second (3600: the 48 h rules fire in under a minute).")
+@click.option("--orders", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--orders-per-hour", type=click.FloatRange(min=0.001), default=400.0, show_default=True,
+              help="Arrival rate, per simulated hour.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--for", "run_for", type=float, default=None, metavar="SECONDS", help="Stop after this many seconds.")
+@click.pass_context
+def demo(ctx: click.Context, speed: float, orders: int, orders_per_hour: float, seed: int, run_for: float | None) -> None:
+    """Watch orders move: embedded broker, a worker and simulated traffic, with a live view.
+
+    Counts per seller tab, GMV, and the latest reminders, alerts and
+    cancellations as they fire. Ctrl-C stops everything it started.
+    """
+    from .board import Board
+    from .clock import AcceleratedClock, wall_ms
+    from .simulator import Simulator
+
+    config = dataclasses.replace(_config(ctx), broker="", broker_kind="tansu",
+                                 clock=AcceleratedClock(speed, wall_ms()).spec())
+    board = Board()
+    traffic = Simulator(seed=seed, orders_per_hour=orders_per_hour)
+
+    def prepare(worker, config: Config) -> None:
+        worker.book.observers.append(board.observe)
+
+        async def play() -> None:
+            await _owns_partitions(worker.app)
+            traffic.start = worker.clock.now()
+            await _play(config, traffic.events(orders), worker.clock, quiet=True)
+
+        async def draw() -> None:
+            while True:
+                click.echo(board.render(worker.clock.now(), worker.book.tally), nl=False)
+                await asyncio.sleep(1.0)
+
+        worker.app.task(play)
+        worker.app.task(draw)
+
+    _run_worker(config, prepare, run_for, loglevel="error")
+
+
 async def _stop_after(seconds: float) -> None:
     await asyncio.sleep(seconds)
     os.kill(os.getpid(), signal.SIGTERM)  # the same clean stop as Ctrl-C
-
-
-async def _play_sample(app, config: Config, clock) -> None:
-    """Publish the sample as it happens on the clock, once the worker owns its partitions."""
-    from .sample import sample_events
-
-    while not app.consumer.assignment() or app.rebalancing:
-        await asyncio.sleep(0.2)
-    await _play(config, sample_events(clock.now()), clock)
 
 
 @main.command()
@@ -263,7 +320,7 @@ def simulate(ctx: click.Context, orders: int, orders_per_hour: float, seed: int,
     click.echo(f"\npublished {sent} events", err=True)
 
 
-async def _play(config: Config, events, clock, rate: float = 0.0) -> int:
+async def _play(config: Config, events, clock, rate: float = 0.0, quiet: bool = False) -> int:
     """Publish events as the clock reaches their time, at most `rate` a second."""
     from .publish import Publisher
 
@@ -276,7 +333,7 @@ async def _play(config: Config, events, clock, rate: float = 0.0) -> int:
                 await asyncio.sleep(1 / rate)
             await publisher.send_event(event)
             sent += 1
-            if sent % 1000 == 0:
+            if sent % 1000 == 0 and not quiet:
                 _progress(sent, started)
         await publisher.flush()
     return sent

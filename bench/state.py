@@ -1,0 +1,150 @@
+"""Timers and state at scale: timer lag, restart-to-ready and memory with many open orders.
+
+    python bench/state.py [--orders 1000000]
+
+Loads --orders unpaid orders (three pending deadlines each: 15 min, 16 h,
+48 h) into one worker, then measures:
+(d) timer firing lag p50/p99 of probe orders whose 15-minute reminder falls
+    due during the run, with all the others pending; baseline: the lag of
+    asyncio.sleep on this machine in the same run;
+(e) restart-to-ready from local RocksDB, and after wiping local state
+    (changelog restore); baseline: reading the changelog with a bare consumer;
+(f) peak RSS of the worker with the orders open; baseline: an empty worker.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+import common
+from latency import percentile
+from orderflow.streams import messages, topics
+from orderflow.streams.clock import wall_ms
+from orderflow.streams.codec import codec_for_topic
+from orderflow.streams.simulator import Simulator
+
+MIN = 60_000
+
+
+def created_events(count: int, event_time: int, prefix: str) -> list[dict]:
+    """`count` ORDER_CREATED events at `event_time`, with ids under `prefix`."""
+    events = (e for e in Simulator(seed=5, orders_per_hour=3_600_000).events(count)
+              if e["event_type"] == "ORDER_CREATED")
+    return [{**e, "order_id": f"{prefix}-{e['order_id']}", "event_id": f"{prefix}-{e['event_id']}",
+             "event_time": event_time} for e in events]
+
+
+def encoded(events: list[dict]) -> list[tuple[bytes, bytes]]:
+    return [(e["order_id"].encode(), messages.EVENTS.encode(e)) for e in events]
+
+
+async def sleep_lag(samples: int = 200) -> list[float]:
+    lags = []
+    for _ in range(samples):
+        due = time.monotonic() + 0.01
+        await asyncio.sleep(0.01)
+        lags.append(time.monotonic() - due)
+    return lags
+
+
+async def reminder_lags(bootstrap: str, probes: int, spread_s: float) -> list[float]:
+    """Publish probe orders whose 15-minute reminder is due over the next `spread_s`; measure the lag."""
+    reminders = codec_for_topic(topics.REMINDERS)
+    consumer = AIOKafkaConsumer(topics.REMINDERS.name, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                                group_id=f"bench-timers-{time.monotonic_ns()}")
+    await consumer.start()
+    while not consumer.assignment():
+        await asyncio.sleep(0.05)
+    await consumer.seek_to_end()
+    start = wall_ms() + 3000
+    probe_events = created_events(probes, 0, "probe")
+    for n, event in enumerate(probe_events):
+        event["event_time"] = start + int(n * spread_s * 1000 / probes) - 15 * MIN  # reminder due at start + n*step
+    records = encoded(probe_events)
+    await common.publish(bootstrap, topics.ORDER_EVENTS.name, records)
+    lags: list[float] = []
+    deadline = time.monotonic() + spread_s + 60
+    while len(lags) < len(records) and time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=100)
+        now = wall_ms()
+        for messages_ in batch.values():
+            for message in messages_:
+                notice = reminders.decode(message.value)
+                if notice["order_id"].startswith("probe-"):
+                    lags.append((now - notice["at"]) / 1000)
+    await consumer.stop()
+    return lags
+
+
+async def read_changelog(bootstrap: str) -> tuple[int, float]:
+    consumer = AIOKafkaConsumer("orderflow-orders-changelog", bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000)
+    started = time.monotonic()
+    await consumer.start()
+    count, idle = 0, 0
+    while idle < 3:
+        batch = await consumer.getmany(timeout_ms=300)
+        idle = 0 if batch else idle + 1
+        count += sum(len(r) for r in batch.values())
+    await consumer.stop()
+    return count, time.monotonic() - started - 0.9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--probes", type=int, default=2000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
+    data = workdir / "worker"
+    log = workdir / "worker.log"
+    with common.broker(workdir) as bootstrap:
+        empty = common.start_worker(bootstrap, workdir / "empty")
+        common.wait_ready(workdir / "empty.log")
+        time.sleep(2)
+        empty_rss = common.peak_rss_mib(empty.pid)
+        empty.send_signal(signal.SIGTERM)
+        empty.wait(60)
+
+        # Events a minute old: every order keeps its three deadlines pending through the run.
+        load = encoded(created_events(args.orders, wall_ms() - MIN, "open"))
+        asyncio.run(common.publish(bootstrap, topics.ORDER_EVENTS.name, load))
+        worker = common.start_worker(bootstrap, data)
+        loading = common.wait_consumed(bootstrap, "orderflow", topics.ORDER_EVENTS.name, len(load), timeout=7200)
+        print(f"loaded {len(load):,} open orders ({3 * len(load):,} pending deadlines) in {loading:.0f} s")
+
+        baseline = asyncio.run(sleep_lag())
+        lags = asyncio.run(reminder_lags(bootstrap, args.probes, spread_s=10.0))
+        print(f"(d) baseline: asyncio.sleep lag             p50 {percentile(baseline, 50) * 1000:7.1f} ms   "
+              f"p99 {percentile(baseline, 99) * 1000:7.1f} ms")
+        if lags:
+            print(f"(d) timer firing lag, {3 * len(load):,} pending  p50 {percentile(lags, 50) * 1000:7.1f} ms   "
+                  f"p99 {percentile(lags, 99) * 1000:7.1f} ms  ({len(lags)} of {args.probes} probes fired)")
+        rss = common.peak_rss_mib(worker.pid)
+        print(f"(f) peak RSS, empty worker (baseline):        {empty_rss:8.0f} MiB")
+        print(f"(f) peak RSS with {len(load):,} open orders:    {rss:8.0f} MiB")
+
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(300)
+        records, raw_seconds = asyncio.run(read_changelog(bootstrap))
+        print(f"(e) baseline: bare consumer reads the changelog ({records:,} records): {raw_seconds:6.1f} s")
+        for label, wipe in (("from local RocksDB", False), ("after wiping local state", True)):
+            if wipe:
+                shutil.rmtree(data)
+            log.write_text("")
+            worker = common.start_worker(bootstrap, data)
+            ready = common.wait_ready(log)
+            print(f"(e) restart-to-ready {label}: {ready:6.1f} s")
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(300)
+
+
+if __name__ == "__main__":
+    main()
