@@ -31,10 +31,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def round_trips(bootstrap: str, out_topic: str, rate: float, seconds: float, key_of) -> list[float]:
-    """Send created events at `rate`/s; return the seconds until each one's answer on `out_topic`."""
+async def round_trips(bootstrap: str, in_topic: str, out_topic: str, rate: float, seconds: float,
+                      key_of) -> list[float]:
+    """Send created events to `in_topic` at `rate`/s; return the seconds until each one's answer on `out_topic`."""
+    # A short fetch wait: the embedded broker holds a waiting fetch for all of it.
     consumer = AIOKafkaConsumer(out_topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                group_id=f"bench-latency-{time.monotonic_ns()}")
+                                group_id=f"bench-latency-{time.monotonic_ns()}", fetch_max_wait_ms=20)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await consumer.start()
     await producer.start()
@@ -64,7 +66,7 @@ async def round_trips(bootstrap: str, out_topic: str, rate: float, seconds: floa
         event["event_time"] = wall_ms()
         await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
         sent[event["order_id"]] = time.monotonic()
-        await producer.send(topics.ORDER_EVENTS.name, messages.EVENTS.encode(event), key=event["order_id"].encode())
+        await producer.send(in_topic, messages.EVENTS.encode(event), key=event["order_id"].encode())
     try:
         await asyncio.wait_for(receiver, timeout=60)
     finally:
@@ -87,14 +89,14 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
     status = codec_for_topic(topics.STATUS_CHANGES)
     with common.broker(workdir) as bootstrap:
-        baseline = asyncio.run(round_trips(bootstrap, topics.ORDER_EVENTS.name, args.rate, args.seconds,
+        baseline = asyncio.run(round_trips(bootstrap, "bench-latency", "bench-latency", args.rate, args.seconds,
                                            lambda value: messages.EVENTS.decode(value)["order_id"]))
         report(f"(c) baseline: broker round trip at {args.rate:,.0f}/s", baseline)
         worker = common.start_worker(bootstrap, workdir / "worker")
         try:
             common.wait_ready(workdir / "worker.log")
-            measured = asyncio.run(round_trips(bootstrap, topics.STATUS_CHANGES.name, args.rate, args.seconds,
-                                               lambda value: status.decode(value)["order_id"]))
+            measured = asyncio.run(round_trips(bootstrap, topics.ORDER_EVENTS.name, topics.STATUS_CHANGES.name,
+                                               args.rate, args.seconds, lambda value: status.decode(value)["order_id"]))
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)

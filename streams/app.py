@@ -25,7 +25,7 @@ from .config import Config
 from .lifecycle import Policy
 from .lifecycle.order import output_id
 from .order_book import OrderBook
-from .tansu import use_fetched_end_offsets
+from .tansu import shorten_fetch_wait, use_fetched_end_offsets
 from .views import register_views
 
 log = logging.getLogger("orderflow")
@@ -104,6 +104,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     app = faust.App(APP_ID, **faust_settings(config))
     if config.tansu:
         use_fetched_end_offsets(app, client_settings(config))
+        shorten_fetch_wait(app)
     orders_table = define_orders_table(app, config.partitions)
     book = OrderBook(OrderTable(orders_table), policy)
     worker = Worker(app, config, orders_table, book, clock)
