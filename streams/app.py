@@ -19,6 +19,7 @@ from orderflow.tables.orders import OrderTable, define_orders_table
 
 from . import messages, topics
 from .admin import client_settings
+from .analytics_worker import register_analytics
 from .clock import AcceleratedClock, SystemClock
 from .codec import SchemaError, codec_for_topic
 from .config import Config
@@ -196,5 +197,6 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     app.timer(interval=10.0)(report)
     app.on_before_shutdown.connect(report)
 
+    register_analytics(worker)
     register_views(worker)
     return worker

@@ -40,9 +40,14 @@ TIMER_TICKS = TopicSpec(
     "Due deadlines handed from the timer to the order agent, co-partitioned with order-events.",
     internal=True,
 )
+ANALYTICS_FACTS = TopicSpec(
+    "orderflow-analytics-facts", "AnalyticsFact",
+    "What orders did, for the analytics windows, keyed by region|shop_id (the row they count in).",
+    internal=True,
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    ORDER_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, TIMER_TICKS,
+    ORDER_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, TIMER_TICKS, ANALYTICS_FACTS,
 )
 
 # Where each kind of core output is published.
