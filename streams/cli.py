@@ -119,7 +119,10 @@ def _run_worker(config: Config, prepare, run_for: float | None, loglevel: str, e
         config = dataclasses.replace(config, broker_kind="tansu")  # _cluster fills in the broker address
     with _cluster(config) as config:
         _kafka(ensure_topics(client_settings(config), topics.ALL_TOPICS, config.partitions, config.replication))
-        worker = create_app(config, policy, clock, echo=echo)
+        try:
+            worker = create_app(config, policy, clock, echo=echo)
+        except ValueError as exc:  # unsafe or inconsistent settings, e.g. an open bind without a token
+            raise click.UsageError(str(exc)) from None
         prepare(worker, config)
         if run_for:
             worker.app.task(lambda: _stop_after(run_for))

@@ -6,7 +6,7 @@ import itertools
 MIN = 60_000
 HOUR = 60 * MIN
 DAY = 24 * HOUR
-T0 = 1_795_000_000_000  # 2026-11-18T09:46:40Z, a Wednesday
+T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z, a Wednesday
 
 _ids = itertools.count(1)
 
