@@ -197,6 +197,48 @@ def _key(*parts) -> str:
     return "\x1f".join(str(part) for part in parts)
 
 
+class Batch:
+    """A Store in front of another for one batch of facts: each entry is read at most once and
+    written at most once (when the batch is flushed), and what expired is dropped once, at the
+    end. Within a batch this changes nothing the Aggregator sees: it only writes entries of live
+    windows (expiring after stream time), and stream time only grows."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.time: int | None = store.time
+        self._entries: dict[tuple[int, str], dict | None] = {}
+        self._dirty: dict[tuple[int, str], None] = {}  # an ordered set
+        self._expire_at: int | None = None
+
+    def get(self, expires: int, key: str) -> dict | None:
+        try:
+            return self._entries[expires, key]
+        except KeyError:
+            value = self._entries[expires, key] = self.store.get(expires, key)
+            return value
+
+    def put(self, expires: int, key: str, value: dict) -> None:
+        self._entries[expires, key] = value
+        self._dirty[expires, key] = None
+
+    def expire(self, now: int) -> int:
+        self._expire_at = now
+        return 0  # counted when flushed
+
+    def flush(self) -> int:
+        """Write what changed, then drop what expired; return how many entries were dropped."""
+        store, expire_at = self.store, self._expire_at
+        if self.time is not None and self.time != store.time:
+            store.time = self.time
+        for expires, key in self._dirty:
+            if expire_at is None or expires > expire_at:  # else it would be dropped at once
+                store.put(expires, key, self._entries[expires, key])
+        self._entries.clear()
+        self._dirty.clear()
+        self._expire_at = None
+        return 0 if expire_at is None else store.expire(expire_at)
+
+
 class Aggregator:
     def __init__(self, store: Store, zone_of: Callable[[str], tzinfo]):
         self.store = store
@@ -211,12 +253,28 @@ class Aggregator:
         limit: the caller's clock. Stream time never passes it, so a fact stamped in the
         future cannot expire windows early.
         """
+        return self.add_many((fact,), limit)
+
+    def add_many(self, facts: Iterable[dict], limit: int | None = None) -> list[dict]:
+        """Count facts in order, as one batch: every metric that changed is returned once, with
+        the next revision and its value after the whole batch, and every entry of the store is
+        read and written at most once. The state after it is what `add` of each fact leaves;
+        the figures (the rows of each metric's highest revision) are the same too, reached
+        with fewer revisions. All facts must share the store's stream time (one partition)."""
+        batch = Batch(self.store)
+        touched: dict[tuple[int, str], tuple] = {}  # window entry -> (window, region, shop, head, rows before)
+        for fact in facts:
+            self._add(batch, touched, fact, limit)
+        records = self._publish(batch, touched)
+        self.tally["expired"] += batch.flush()
+        return records
+
+    def _add(self, store: Batch, touched: dict, fact: dict, limit: int | None) -> None:
         self.tally["in"] += 1
-        store = self.store
         now = store.time
         arrived = fact["at"] if limit is None else min(fact["at"], limit)
         if now is None or arrived > now:
-            self.tally["expired"] += store.expire(arrived)
+            store.expire(arrived)
             store.time = now = arrived
         windows = windows_of(fact["at"], self.zone_of(fact["region"]))
         live = [window for window in windows if window.expires > now]
@@ -225,54 +283,66 @@ class Aggregator:
             self.tally["missed_windows"] += len(windows)
             log.warning("analytics: fact %s (%s of order %s at %d) is too late: its windows expired (stream time %d)",
                         fact["fact_id"], fact["kind"], fact["order_id"], fact["at"], now)
-            return []
+            return
         # A repeated fact has the same windows: its id is remembered as long as the longest of them lives.
         seen = (max(window.expires for window in windows), _key("seen", fact["region"], fact["shop_id"] or "",
                                                                fact["fact_id"]))
         if store.get(*seen) is not None:
             self.tally["duplicates"] += 1
-            return []
+            return
         self.tally["missed_windows"] += len(windows) - len(live)
-        records = [record for window in live for record in self._count(window, fact)]
+        for window in live:
+            self._count(store, touched, window, fact)
         store.put(*seen, {})
         self.tally["applied"] += 1
-        return records
 
-    def _count(self, window: Window, fact: dict) -> list[dict]:
+    def _count(self, store: Batch, touched: dict, window: Window, fact: dict) -> None:
         region, shop = fact["region"], fact["shop_id"]
         key = _key("window", window.granularity, window.start, region, shop or "")
-        head = self.store.get(window.expires, key) or {}
+        entry = touched.get((window.expires, key))
+        if entry is None:
+            entry = touched[window.expires, key] = (window, region, shop, store.get(window.expires, key) or {}, {})
+        head, before = entry[3], entry[4]
         counter, affected = _COUNTERS[fact["kind"]]
-        before = metric_rows(head, affected)
+        for metric in affected:
+            if metric not in before:  # its rows before the batch
+                before[metric] = _METRICS[metric](head)
         counter(head, fact)
         if fact["kind"] == "ORDER_PAID":
-            self._count_skus(window, key, head, fact)
+            self._count_skus(store, window, key, head, fact)
+
+    @staticmethod
+    def _publish(store: Batch, touched: dict) -> list[dict]:
+        """The records of every metric whose rows the batch changed, each with its next revision."""
         records = []
-        revisions = head.setdefault("revisions", {})
-        for metric, found in metric_rows(head, affected).items():
-            if found == before.get(metric):
-                continue
-            revision = revisions[metric] = revisions.get(metric, 0) + 1
-            records += [{"output_id": output_id(key, f"{metric}@{revision}", n), "window_start": window.start,
-                         "window_end": window.end, "granularity": window.granularity, "region": region,
-                         "shop_id": shop, "metric": metric, "dimension": dimension, "value": value,
-                         "revision": revision}
-                        for n, (dimension, value) in enumerate(found)]
-        self.store.put(window.expires, key, head)
+        for (expires, key), (window, region, shop, head, before) in touched.items():
+            revisions = head.setdefault("revisions", {})
+            for metric, was in before.items():
+                found = _METRICS[metric](head)
+                if not found or found == was:
+                    continue
+                revision = revisions[metric] = revisions.get(metric, 0) + 1
+                records += [{"output_id": output_id(key, f"{metric}@{revision}", n), "window_start": window.start,
+                             "window_end": window.end, "granularity": window.granularity, "region": region,
+                             "shop_id": shop, "metric": metric, "dimension": dimension, "value": value,
+                             "revision": revision}
+                            for n, (dimension, value) in enumerate(found)]
+            store.put(expires, key, head)
         return records
 
-    def _count_skus(self, window: Window, window_key: str, head: dict, fact: dict) -> None:
+    @staticmethod
+    def _count_skus(store: Batch, window: Window, window_key: str, head: dict, fact: dict) -> None:
         """Totals per SKU live in entries of their own, so a window's head stays small;
         the head keeps the top lists."""
         currency = fact["currency"]
         top_sales = head.setdefault("top_sales", {})
         for item in fact["line_items"]:
             key = _key("sku", window_key, item["sku_id"])
-            totals = self.store.get(window.expires, key) or {"units": 0, "sales": {}}
+            totals = store.get(window.expires, key) or {"units": 0, "sales": {}}
             totals["units"] += item["quantity"]
             sales = Decimal(totals["sales"].get(currency, 0)) + item["quantity"] * Decimal(item["unit_price"])
             totals["sales"][currency] = str(sales)
-            self.store.put(window.expires, key, totals)
+            store.put(window.expires, key, totals)
             head["top_units"] = _ranked(head.get("top_units", []), item["sku_id"], totals["units"])
             top_sales[currency] = _ranked(top_sales.get(currency, []), item["sku_id"], str(sales))
 
