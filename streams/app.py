@@ -113,24 +113,24 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     source = app.topic(topics.ORDER_EVENTS.name, topics.TIMER_TICKS.name,
                        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     ticks = app.topic(topics.TIMER_TICKS.name, key_serializer="raw", value_serializer="raw")
-    outputs = {spec.name: (app.topic(spec.name, key_serializer="raw", value_serializer="raw"), codec_for_topic(spec))
-               for spec in topics.OUTPUT_TOPICS.values()}
+    codecs = {spec.name: codec_for_topic(spec) for spec in topics.OUTPUT_TOPICS.values()}
 
-    def publish(produced: list[dict], event: EventT) -> None:
-        # Buffered, not awaited one by one: Faust flushes the producer before it
-        # commits offsets, so an output is never lost behind a committed offset.
+    async def publish(produced: list[dict], event: EventT) -> None:
+        # Straight to the Kafka producer: awaiting a send only waits for the record
+        # to join a batch, and Faust flushes the producer before it commits offsets,
+        # so an output is never lost behind a committed offset. (Faust's send_soon
+        # buffer moves one record per event-loop step: it capped the worker.)
         message = event.message
         for output in produced:
             spec, record = messages.output_record(output, message.topic, message.partition, message.offset,
                                                   message.value)
-            topic, codec = outputs[spec.name]
             key = (output.get("order_id") or "").encode()
-            topic.send_soon(key=key, value=codec.encode(record))
+            await app.producer.send(spec.name, key, codecs[spec.name].encode(record), None, None, None)
             if echo:
                 print(describe(output), flush=True)
         while worker.extra:
             topic, key, value = worker.extra.pop(0)
-            topic.send_soon(key=key, value=value)
+            await app.producer.send(topic.get_topic_name(), key, value, None, None, None)
 
     # Stream time: per partition of order-events, the latest event time processed
     # (never ahead of the clock). Events are applied at stream time, as a replay
@@ -175,7 +175,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     @app.agent(source, name="orders")
     async def process(stream):
         async for event in stream.events():
-            publish(handle(event), event)
+            await publish(handle(event), event)
 
     @orders_table.on_recover
     async def reindex() -> None:
