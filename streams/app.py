@@ -68,6 +68,10 @@ def faust_settings(config: Config) -> dict:
         # exactly-once mode is not used (see README, guarantees).
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
+        # A dead letter carries the rejected message whole: room for an input at
+        # Kafka's usual 1 MiB limit plus the reason. (The dead-letter topic's
+        # max.message.bytes must allow it on a real cluster.)
+        producer_max_request_size=2 * 1024 * 1024,
     )
     if config.tansu:
         settings.update(

@@ -32,9 +32,20 @@ def output_record(output: dict, source_topic: str = "", partition: int | None = 
         return spec, {
             "output_id": output["output_id"], "order_id": output.get("order_id"), "at": output["at"],
             "reason": output["reason"], "source_topic": source_topic, "partition": partition, "offset": offset,
-            "payload": payload, "event": None if event is None else json.dumps(event, default=str),
+            "payload": payload, "event": _event_json(event, payload),
         }
     return spec, {name: output.get(name) for name in _NOTICE_FIELDS}
+
+
+# The decoded event rides along for readers without Avro tools, unless the original
+# bytes are large: two copies of a near-1 MB message would exceed Kafka's request size.
+MAX_EVENT_COPY = 64 * 1024
+
+
+def _event_json(event: dict | None, payload: bytes) -> str | None:
+    if event is None or len(payload) > MAX_EVENT_COPY:
+        return None
+    return json.dumps(event, default=str)
 
 
 def to_json(record: dict) -> str:
