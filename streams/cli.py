@@ -143,7 +143,7 @@ async def _owns_partitions(app) -> None:
 @click.option("--speed", type=click.FloatRange(min=1), default=3600.0, show_default=True,
               help="Simulated seconds per wall second (3600: the 48 h rules fire in under a minute).")
 @click.option("--orders", type=click.IntRange(min=1), default=3000, show_default=True)
-@click.option("--orders-per-hour", type=click.FloatRange(min=0.001), default=400.0, show_default=True,
+@click.option("--orders-per-hour", type=click.FloatRange(min=0.001), default=60.0, show_default=True,
               help="Arrival rate, per simulated hour.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--for", "run_for", type=float, default=None, metavar="SECONDS", help="Stop after this many seconds.")
