@@ -12,6 +12,7 @@ from .admin import client_settings
 from .codec import SchemaError, codec_for_topic
 from .config import Config
 from .lifecycle import contract
+from .replay import read_lines
 
 
 class Publisher:
@@ -54,22 +55,14 @@ async def publish_lines(config: Config, lines: TextIO, progress: Callable[[int, 
     sent = invalid = 0
     started = last = time.monotonic()
     async with Publisher(config) as publisher:
-        for number, text in enumerate(lines, 1):
-            if not text.strip():
-                continue
+        for line in read_lines(lines):
             try:
-                event = json.loads(text)
-            except json.JSONDecodeError as exc:
-                invalid += 1
-                report(f"line {number}: not JSON ({exc.msg})")
-                continue
-            try:
-                if not isinstance(event, dict):
-                    raise ValueError("not a JSON object")
-                await publisher.send_event(event)
+                if line.event is None:
+                    raise ValueError(line.problem)
+                await publisher.send_event(line.event)
             except (ValueError, SchemaError) as exc:
                 invalid += 1
-                report(f"line {number}: {exc}")
+                report(str(exc) if line.event is None else f"line {line.number}: {exc}")
                 continue
             sent += 1
             if time.monotonic() - last >= 1:
