@@ -360,6 +360,15 @@ def describe_order_difference(stored: dict, expected: dict) -> str:
     return "; ".join(f"{k}: stored {str(stored.get(k))[:160]} replay {str(expected.get(k))[:160]}" for k in keys)
 
 
+def assert_orders_match(stored: dict[str, dict], expected: Expected, line: str) -> None:
+    """The stored orders are exactly the replay's; the message shows the first differences."""
+    missing, unexpected, differing = compare_orders(stored, expected)
+    assert not (missing or unexpected or differing), (
+        f"{line}\nfirst differing: "
+        + "; ".join(f"{o}: {describe_order_difference(stored[o], expected.orders[o])}" for o in differing[:2])
+        + f" missing {missing[:3]} unexpected {unexpected[:3]}")
+
+
 # --- the state the workers leave -----------------------------------------------------------------------------------
 
 @dataclass

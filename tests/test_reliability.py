@@ -33,7 +33,7 @@ from orderflow.streams import messages, topics
 from orderflow.streams.admin import ensure_topics
 from orderflow.streams.clock import wall_ms
 from orders import HOUR, created, paid
-from reliability import (OutputLog, Published, Stalled, changelog_state, committed_offsets, compare_orders,
+from reliability import (OutputLog, Published, Stalled, assert_orders_match, changelog_state, committed_offsets, compare_orders,
                          compare_outputs, describe_order_difference, expected_from_replay, final_tally, frozen_clock,
                          index_size, is_deadline_output, latest_state, listed_and_fetched_ends, no_events_since_start,
                          ownership, publish_events, reconciles, report, restore_highwaters, rocksdb_copies,
@@ -247,10 +247,7 @@ def test_scale_out_add_and_stop_workers_mid_stream_matches_replay(own_broker, tm
     # The moves happened, and deadlines of moved partitions fired on their new owners, each once.
     assert moved and after_move, line
     assert moved_deadlines <= {m.record["output_id"] for m in messages}, line
-    assert not (missing or unexpected or differing), (
-        f"{line}\nfirst differing: "
-        + "; ".join(f"{o}: {describe_order_difference(stored[o], expected.orders[o])}" for o in differing[:2])
-        + f" missing {missing[:3]} unexpected {unexpected[:3]}")
+    assert_orders_match(stored, expected, line)
     assert cl_differ == 0, line
 
 
@@ -353,10 +350,7 @@ def test_state_loss_wiped_rocksdb_restores_from_the_changelog_and_continues(own_
     assert recovered and recovered[0] == index_size(at_pause.orders), line
     assert reconciles(tally), f"{tally} {line}"
     assert comparison.ok, f"{comparison}\n{line}"
-    assert not (missing or unexpected or differing), (
-        f"{line}\nfirst differing: "
-        + "; ".join(f"{o}: {describe_order_difference(stored[o], expected.orders[o])}" for o in differing[:2])
-        + f" missing {missing[:3]} unexpected {unexpected[:3]}")
+    assert_orders_match(stored, expected, line)
     assert cl_differ == 0, line
 
 
