@@ -99,7 +99,6 @@ class Worker:
     orders_table: faust.Table
     book: OrderBook
     clock: SystemClock | AcceleratedClock
-    sent: dict = field(default_factory=lambda: {"ticks": 0})
     # Messages other parts of the worker (analytics) queue while an event is
     # handled, as (topic, key, value); the agent sends them with its outputs.
     extra: list = field(default_factory=list)
@@ -190,7 +189,6 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     async def fire_due() -> None:
         for due, order_id in book.index.pop_due(await safe_time()):
             ticks.send_soon(key=order_id.encode(), value=messages.TICKS.encode({"order_id": order_id, "due": due}))
-            worker.sent["ticks"] += 1
 
     async def report(*_args, **_kwargs) -> None:
         tally = book.tally
