@@ -25,7 +25,7 @@ from live import OUTPUT_SPECS
 from orderflow.streams import messages, topics
 from orderflow.streams.codec import codec_for_topic
 from orderflow.streams.lifecycle import Policy
-from orderflow.streams.order_book import OrderBook
+from orderflow.streams.order_book import OrderBook, without_outbox
 from orderflow.streams.replay import Line, replay
 from orderflow.streams.simulator import DAY, HOUR, Simulator
 from orderflow.streams.tansu import true_end_offsets
@@ -392,7 +392,7 @@ def rocksdb_copies(data_dirs: Iterable[Path]) -> list[PartitionCopy]:
                     if key == OFFSET_KEY:
                         offset = int(value)
                     else:
-                        orders[key.decode()] = decode_order(value)
+                        orders[key.decode()] = without_outbox(decode_order(value))
             finally:
                 db.close()
             found.append(PartitionCopy(Path(data_dir), partition, offset, orders))
@@ -436,7 +436,7 @@ async def changelog_state(bootstrap: str, topic: str = CHANGELOG) -> tuple[dict[
                     if m.value is None:
                         orders.pop(m.key.decode(), None)
                     else:
-                        orders[m.key.decode()] = decode_order(m.value)
+                        orders[m.key.decode()] = without_outbox(decode_order(m.value))
             highwaters = {tp: consumer.highwater(tp) for tp in partitions}
             positions = {tp: await consumer.position(tp) for tp in partitions}
             if all(h is not None and positions[tp] >= h for tp, h in highwaters.items()):
