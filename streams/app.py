@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 import faust
 from faust.types import TP, EventT
 
-from orderflow.tables.orders import OrderTable, define_orders_table
+from orderflow.tables.json_table import JsonTable
+from orderflow.tables.orders import define_orders_table
 
 from . import messages, topics
 from .admin import client_settings
@@ -23,8 +25,8 @@ from .analytics_worker import register_analytics
 from .clock import AcceleratedClock, SystemClock
 from .codec import SchemaError, codec_for_topic
 from .config import Config
+from .inventory_worker import register_inventory
 from .lifecycle import Policy
-from .lifecycle.order import output_id
 from .order_book import OrderBook
 from .tansu import shorten_fetch_wait, use_fetched_end_offsets
 from .views import register_views
@@ -102,6 +104,8 @@ class Worker:
     # Messages other parts of the worker (analytics) queue while an event is
     # handled, as (topic, key, value); the agent sends them with its outputs.
     extra: list = field(default_factory=list)
+    # publish(outputs, event): sends core outputs (and `extra`) for the input `event`.
+    publish: Callable[[list[dict], EventT], Awaitable[None]] | None = None
 
 
 def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Worker:
@@ -120,13 +124,13 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
         topic, partition, offset = source
         return offset < committed(topic, partition)
 
-    book = OrderBook(OrderTable(orders_table), policy, settled=settled)
+    book = OrderBook(JsonTable(orders_table), policy, settled=settled)
     worker = Worker(app, config, orders_table, book, clock)
 
-    source = app.topic(topics.ORDER_EVENTS.name, topics.TIMER_TICKS.name,
+    source = app.topic(topics.ORDER_EVENTS.name, topics.TIMER_TICKS.name, topics.STOCK_REPLIES.name,
                        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     ticks = app.topic(topics.TIMER_TICKS.name, key_serializer="raw", value_serializer="raw")
-    codecs = {spec.name: codec_for_topic(spec) for spec in topics.OUTPUT_TOPICS.values()}
+    codecs = {spec.name: codec_for_topic(spec) for spec in (*topics.OUTPUT_TOPICS.values(), topics.STOCK_REQUESTS)}
 
     async def publish(produced: list[dict], event: EventT) -> None:
         # Straight to the Kafka producer: awaiting a send only waits for the record
@@ -137,9 +141,9 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
         for output in produced:
             spec, record = messages.output_record(output, message.topic, message.partition, message.offset,
                                                   message.value)
-            key = (output.get("order_id") or "").encode()
-            await app.producer.send(spec.name, key, codecs[spec.name].encode(record), None, None, None)
-            if echo:
+            await app.producer.send(spec.name, messages.output_key(output), codecs[spec.name].encode(record),
+                                    None, None, None)
+            if echo and output["output"] != "stock_request":
                 print(describe(output), flush=True)
         while worker.extra:
             topic, key, value = worker.extra.pop(0)
@@ -153,22 +157,22 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
 
     def handle(event: EventT) -> list[dict]:
         message = event.message
+        source = [message.topic, message.partition, message.offset]
         if message.topic == topics.TIMER_TICKS.name:
             tick = messages.TICKS.decode(message.value)
-            return book.fire(tick["order_id"], tick["due"], [message.topic, message.partition, message.offset])
+            return book.fire(tick["order_id"], tick["due"], source)
+        if message.topic == topics.STOCK_REPLIES.name:
+            return book.answer(messages.REPLIES.decode(message.value), source)
         next_offset[message.tp] = message.offset + 1
         try:
             record = messages.EVENTS.decode(message.value)
         except SchemaError as why:
             book.count_undecodable()
-            cause = f"{message.topic}/{message.partition}/{message.offset}"
-            return [{"output": "dead_letter", "output_id": output_id("", cause, 0), "order_id": None,
-                     "at": stream_time.get(message.tp) or clock.now(), "reason": f"undecodable message: {why}",
-                     "event": None}]
+            return [messages.undecodable(*source, why, stream_time.get(message.tp) or clock.now())]
         event_time = record["event_time"]
         now = max(stream_time.get(message.tp, event_time), min(event_time, clock.now()))
         stream_time[message.tp] = now
-        return book.apply(messages.event_from_record(record), now, [message.topic, message.partition, message.offset])
+        return book.apply(messages.event_from_record(record), now, source)
 
     @app.on_partitions_revoked.connect
     async def forget_partitions(_app, revoked, **_kwargs) -> None:
@@ -216,6 +220,8 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     app.timer(interval=10.0)(report)
     app.on_before_shutdown.connect(report)
 
+    worker.publish = publish
     register_analytics(worker)
+    register_inventory(worker)
     register_views(worker)
     return worker

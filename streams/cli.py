@@ -161,7 +161,7 @@ def demo(ctx: click.Context, speed: float, orders: int, orders_per_hour: float, 
     config = dataclasses.replace(_config(ctx), broker="", broker_kind="tansu",
                                  clock=AcceleratedClock(speed, wall_ms()).spec())
     board = Board()
-    traffic = Simulator(seed=seed, orders_per_hour=orders_per_hour)
+    traffic = Simulator(seed=seed, orders_per_hour=orders_per_hour, inventory=True)
 
     def prepare(worker, config: Config) -> None:
         worker.book.observers.append(board.observe)
@@ -261,6 +261,7 @@ def replay(ctx: click.Context, events, until: str, out, region_policy: str | Non
     Applies the same rules as the live worker, fires every deadline up to
     --until, and writes every output in the order it takes effect.
     """
+    from .inventory import StockRoom
     from .lifecycle import Policy
     from .order_book import OrderBook
     from .replay import parse_time, read_lines, replay as run_replay
@@ -274,13 +275,15 @@ def replay(ctx: click.Context, events, until: str, out, region_policy: str | Non
         policy = Policy.load(policy_file)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(f"{policy_file}: {exc}", param_hint="--region-policy") from None
-    book = OrderBook({}, policy)
-    for output in run_replay(read_lines(events), until_ms, policy, book):
+    book, room = OrderBook({}, policy), StockRoom({})
+    for output in run_replay(read_lines(events), until_ms, policy, book, room):
         out.write(json.dumps(output, ensure_ascii=False) + "\n")
-    tally = book.tally
+    tally, stock = book.tally, room.tally
     click.echo(f"events in={tally['in']} applied={tally['applied']} dead_lettered={tally['dead_lettered']} "
                f"duplicates={tally['duplicates']} held={tally['buffered']} after_until={tally['after_until']}; "
-               f"orders={len(book.orders)}", err=True)
+               f"orders={len(book.orders)}; warehouse events in={stock['in']} applied={stock['applied']} "
+               f"dead_lettered={stock['dead_lettered']} duplicates={stock['duplicates']}; "
+               f"lines reserved={stock['reserved']} short={stock['short']}", err=True)
 
 
 @main.command()
@@ -294,13 +297,15 @@ def replay(ctx: click.Context, events, until: str, out, region_policy: str | Non
               help="Simulated seconds per wall second when publishing (3600: an hour a second). "
                    "Workers must run with the same clock: ORDERFLOW_CLOCK is printed.")
 @click.option("--rate", type=click.FloatRange(min=0), default=0.0, help="At most this many events per second when publishing (0: no limit).")
+@click.option("--inventory/--no-inventory", default=True, show_default=True,
+              help="Also play the warehouse: stock counts, restocks, stock-outs and catalogue prices (inventory-events).")
 @click.pass_context
 def simulate(ctx: click.Context, orders: int, orders_per_hour: float, seed: int, start: str | None, out,
-             speed: float, rate: float) -> None:
+             speed: float, rate: float, inventory: bool) -> None:
     """Generate upstream traffic: a realistic mix of orders and parcels across regions.
 
-    Writes JSON lines (for `replay`) with --out, or publishes to order-events as the
-    simulated clock reaches each event's time.
+    Writes JSON lines (for `replay`) with --out, or publishes (order-events and
+    inventory-events) as the simulated clock reaches each event's time.
     """
     from .clock import AcceleratedClock, wall_ms
     from .replay import parse_time
@@ -310,7 +315,7 @@ def simulate(ctx: click.Context, orders: int, orders_per_hour: float, seed: int,
         first = parse_time(start) if start else wall_ms()
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--start") from None
-    events = Simulator(seed=seed, start=first, orders_per_hour=orders_per_hour).events(orders)
+    events = Simulator(seed=seed, start=first, orders_per_hour=orders_per_hour, inventory=inventory).events(orders)
     if out is not None:
         for event in events:
             out.write(json.dumps(event) + "\n")

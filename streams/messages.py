@@ -6,13 +6,19 @@ import json
 
 from . import topics
 from .codec import codec_for_topic
+from .lifecycle.order import output_id
 
 EVENTS = codec_for_topic(topics.ORDER_EVENTS)
 TICKS = codec_for_topic(topics.TIMER_TICKS)
+INVENTORY = codec_for_topic(topics.INVENTORY_EVENTS)
+REQUESTS = codec_for_topic(topics.STOCK_REQUESTS)
+REPLIES = codec_for_topic(topics.STOCK_REPLIES)
 
 _STATUS_FIELDS = ("output_id", "order_id", "at", "from_status", "to_status", "reason", "initiator", "region",
                   "shop_id", "event_id")
 _NOTICE_FIELDS = ("output_id", "order_id", "at", "kind", "region", "shop_id", "detail")
+_REQUEST_FIELDS = ("output_id", "action", "order_id", "line", "sku_id", "quantity", "unit_price", "currency",
+                   "ordered_at", "at")
 
 
 def event_from_record(record: dict) -> dict:
@@ -24,6 +30,8 @@ def output_record(output: dict, source_topic: str = "", partition: int | None = 
                   offset: int | None = None, payload: bytes = b"") -> tuple[topics.TopicSpec, dict]:
     """The topic and Avro record of a core output; dead letters carry the rejected message."""
     kind = output["output"]
+    if kind == "stock_request":  # internal: to the SKU's partition of the inventory agent
+        return topics.STOCK_REQUESTS, {name: output[name] for name in _REQUEST_FIELDS}
     spec = topics.OUTPUT_TOPICS[kind]
     if kind == "status_change":
         return spec, {name: output.get(name) for name in _STATUS_FIELDS}
@@ -35,6 +43,17 @@ def output_record(output: dict, source_topic: str = "", partition: int | None = 
             "payload": payload, "event": _event_json(event, payload),
         }
     return spec, {name: output.get(name) for name in _NOTICE_FIELDS}
+
+
+def output_key(output: dict) -> bytes:
+    """The message key of a core output: the SKU for a stock request, else the order."""
+    return (output.get("sku_id") if output["output"] == "stock_request" else output.get("order_id") or "").encode()
+
+
+def undecodable(topic: str, partition: int, offset: int, why: Exception, at: int) -> dict:
+    """The dead letter of an input message that could not be decoded at all."""
+    return {"output": "dead_letter", "output_id": output_id("", f"{topic}/{partition}/{offset}", 0),
+            "order_id": None, "at": at, "reason": f"undecodable message: {why}", "event": None}
 
 
 # The decoded event rides along for readers without Avro tools, unless the original

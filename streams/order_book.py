@@ -1,7 +1,7 @@
 """The order book: the lifecycle core over a store of orders, with its deadline index.
 
 One class for every runner: the replay keeps orders in a dict, the live worker
-in a RocksDB-backed Faust table (through tables.orders.OrderTable). Both
+in a RocksDB-backed Faust table (through tables.json_table.JsonTable). Both
 call `apply` for an event and `fire` when a deadline may be due.
 
 The outbox (live worker only): a table write lands in RocksDB at once, while
@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, MutableMapping
 
-from .lifecycle import Policy, Step, advance, apply
+from .lifecycle import Policy, Step, advance, answer, apply
+from .lifecycle.confirmation import stock_requests
+from .lifecycle.order import output_id
 from .timers import DeadlineIndex
 
 
@@ -50,7 +52,7 @@ class OrderBook:
         step = apply(order, event, now, self.policy)
         self.tally["in"] += 1
         self.tally.update(step.tally)
-        again = self._unsettled(order, source) if step.tally["duplicates"] else []
+        again = self._unsettled(order, source) if step.tally["duplicates"] else None
         return self._keep(order_id, order, step, source, again)
 
     def fire(self, order_id: str, now: int, source: list | None = None) -> list[dict]:
@@ -60,6 +62,13 @@ class OrderBook:
             return []
         step = advance(order, now, self.policy)
         self.tally.update(step.tally)
+        return self._keep(order_id, order, step, source, self._unsettled(order, source))
+
+    def answer(self, reply: dict, source: list | None = None) -> list[dict]:
+        """The warehouse's answer to one of an order's stock requests."""
+        order_id = reply["order_id"]
+        order = self.orders.get(order_id)
+        step = answer(order, reply, self.policy)
         return self._keep(order_id, order, step, source, self._unsettled(order, source))
 
     def fire_due(self, now: int) -> list[dict]:
@@ -74,12 +83,18 @@ class OrderBook:
         """An input message that never became an event still counts in and out."""
         self.tally.update({"in": 1, "dead_lettered": 1})
 
-    def _keep(self, order_id, before: dict | None, step: Step, source: list | None, again: list[dict]) -> list[dict]:
-        """Store the step's order; its outputs, after `again` (a redelivered input's earlier outputs)."""
+    def _keep(self, order_id, before: dict | None, step: Step, source: list | None,
+              again: list[dict] | None) -> list[dict]:
+        """Store the step's order; its outputs, after `again` (a redelivered input's earlier outputs;
+        None when the input is not one this order took and has not settled)."""
+        if again is None:
+            again = []
+        elif step.order is before:  # the first write may have reached RocksDB but not the changelog
+            self.orders[order_id] = before
         if step.order is before:
-            if again:  # the first write may have reached RocksDB but not the changelog
-                self.orders[order_id] = before
             return again + step.outputs
+        step.outputs += [{"output": "stock_request", "output_id": output_id(order_id, f"{r['action']}@{r['line']}", 0), **r}
+                         for r in stock_requests(before, step.order)]
         for observe in self.observers:
             observe(before, step.order, step.outputs)
         if step.order is None:
@@ -91,17 +106,19 @@ class OrderBook:
         self.index.track(order_id, step.deadlines)
         return again + step.outputs
 
-    def _unsettled(self, order: dict | None, source: list | None) -> list[dict]:
-        """The outputs kept for this very input message, if it came before."""
-        if order is None or source is None:
-            return []
-        return [output for entry in order.get(OUTBOX, ()) if entry["source"] == source
-                and not self.settled(source) for output in entry["outputs"]]
+    def _unsettled(self, order: dict | None, source: list | None) -> list[dict] | None:
+        """The outputs kept for this very input message if the order took it before (maybe none:
+        a step without outputs still wrote the order); None if not, or if it is settled."""
+        if order is None or source is None or self.settled(source):
+            return None
+        entries = [entry for entry in order.get(OUTBOX, ()) if entry["source"] == source]
+        return [output for entry in entries for output in entry["outputs"]] if entries else None
 
     def _post(self, order: dict, source: list | None, outputs: list[dict]) -> None:
-        """Keep the step's outputs in the order's outbox until its input is settled."""
+        """Keep the step's outputs (if any: the entry also says the input was taken) in the order's
+        outbox until its input is settled."""
         kept = [entry for entry in order.get(OUTBOX, ()) if not self.settled(entry["source"])]
-        if outputs and source is not None:
+        if source is not None:
             kept.append({"source": source, "outputs": outputs})
         if kept:
             order[OUTBOX] = kept

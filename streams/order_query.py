@@ -30,7 +30,6 @@ from .replay import parse_time
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 DEFAULT_SORT = "-created_at"
-CONDITIONS = (st.LATE_DISPATCH, st.CANCEL_REQUESTED, st.DELIVERY_FAILED, st.AFTER_SALES_OPEN)
 # `order_id` is the table's own key order: the API can seek to a page instead of scanning (exports use it).
 SORTS = ("created_at", "-created_at", "paid_at", "-paid_at", "total_amount", "-total_amount", "order_id")
 FILTER_PARAMS = ("tab", "status", "created_from", "created_to", "paid_from", "paid_to", "region", "shop_id",
@@ -81,7 +80,7 @@ def _normal(text: str) -> str:
 
 _TABS = {_normal(tab): tab for tab in st.TABS}
 _STATUSES = {_normal(status): status for status in st.STATUSES}
-_CONDITIONS = {_normal(condition): condition for condition in CONDITIONS}
+_CONDITIONS = {_normal(condition): condition for condition in st.CONDITIONS}
 
 
 def _time(params: Mapping[str, str], name: str) -> int | None:

@@ -16,7 +16,8 @@ from .replay import read_lines
 
 
 class Publisher:
-    """Sends upstream events, Avro-encoded and keyed by order_id, to order-events."""
+    """Sends upstream events, Avro-encoded: order events to order-events keyed by order_id,
+    warehouse events (stock, prices) to inventory-events keyed by sku_id."""
 
     def __init__(self, config: Config):
         self._producer = AIOKafkaProducer(**client_settings(config), linger_ms=5)
@@ -32,15 +33,21 @@ class Publisher:
     async def __aexit__(self, *exc) -> None:
         await self._producer.stop()
 
-    def encode(self, event: dict) -> bytes:
-        """The event's message bytes; ValueError says why the event breaks the contract."""
-        problem = contract.problem(event)
+    @staticmethod
+    def message(event: dict) -> tuple[str, bytes, bytes]:
+        """(topic, key, value) of the event; ValueError says why the event breaks the contract."""
+        if contract.is_inventory(event):
+            spec, key, codec, problem = (topics.INVENTORY_EVENTS, "sku_id", messages.INVENTORY,
+                                         contract.inventory_problem(event))
+        else:
+            spec, key, codec, problem = topics.ORDER_EVENTS, "order_id", messages.EVENTS, contract.problem(event)
         if problem:
             raise ValueError(problem)
-        return messages.EVENTS.encode(event)
+        return spec.name, event[key].encode(), codec.encode(event)
 
     async def send_event(self, event: dict) -> None:
-        await self._producer.send(topics.ORDER_EVENTS.name, self.encode(event), key=event["order_id"].encode())
+        topic, key, value = self.message(event)
+        await self._producer.send(topic, value, key=key)
 
     async def send_raw(self, key: bytes | None, value: bytes) -> None:
         await self._producer.send(topics.ORDER_EVENTS.name, value, key=key)

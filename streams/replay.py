@@ -3,6 +3,8 @@
 Events are taken in file order (their arrival order). The clock is the latest
 event time seen so far and never goes back; before each event, every deadline
 due by the clock fires. After the last event the clock runs on to `until`.
+Warehouse events go to the stock room; the orders' stock requests are
+answered at once, in the order they are made.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
+from .inventory import StockRoom
 from .lifecycle import Policy
+from .lifecycle.contract import is_inventory
 from .lifecycle.order import output_id
 from .order_book import OrderBook
 
@@ -53,9 +57,20 @@ def read_lines(lines: Iterable[str]) -> Iterator[Line]:
         yield Line(number, event)
 
 
-def replay(lines: Iterable[Line], until: int, policy: Policy, book: OrderBook | None = None) -> Iterator[dict]:
+def replay(lines: Iterable[Line], until: int, policy: Policy, book: OrderBook | None = None,
+           room: StockRoom | None = None) -> Iterator[dict]:
     """Every output, in the order it takes effect. Events later than `until` are not applied."""
     book = book or OrderBook({}, policy)
+    room = room if room is not None else StockRoom({})
+
+    def settled(outputs: list[dict]) -> Iterator[dict]:
+        for output in outputs:
+            if output["output"] == "stock_request":
+                for reply in room.handle(output):
+                    yield from settled(book.answer(reply))
+            else:
+                yield output
+
     clock: int | None = None
     for line in lines:
         if line.event is None:
@@ -71,6 +86,9 @@ def replay(lines: Iterable[Line], until: int, policy: Policy, book: OrderBook | 
                 continue
             clock = event_time if clock is None else max(clock, event_time)
         now = clock if clock is not None else until
-        yield from book.fire_due(now)
-        yield from book.apply(line.event, now)
-    yield from book.fire_due(until)
+        yield from settled(book.fire_due(now))
+        if is_inventory(line.event):
+            yield from room.apply(line.event)
+        else:
+            yield from settled(book.apply(line.event, now))
+    yield from settled(book.fire_due(until))

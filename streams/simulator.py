@@ -4,6 +4,9 @@ Each order gets a story drawn from a realistic mix: paid at once, paid late or
 never; buyers asking to cancel and sellers answering or not; sellers out of
 stock; hand-overs on time and late; carrier scans, stalls, failed deliveries
 with and without redelivery; confirmations, reviews and after-sales cases.
+With `inventory`, the warehouse too: stock counts at the start, daily
+restocks (too small for the scarce SKUs, so they run out), catalogue prices
+per currency, a price rise half way, and now and then a line at a stale price.
 The same seed gives the same traffic. Events come out in event-time order.
 """
 from __future__ import annotations
@@ -35,6 +38,8 @@ CATALOGUE = [
     ("sku-earbuds", "Wireless earbuds", "39.99", 10), ("sku-mat", "Yoga mat", "19.99", 6),
     ("sku-lipstick", "Matte lipstick", "9.99", 18), ("sku-charger", "Fast charger", "17.49", 9),
 ]
+SCARCE = ("sku-lamp", "sku-mat")  # stocked for half of what sells: stock-outs
+PRICE_RISE = ("sku-earbuds", Decimal("1.1"))  # half way through, this SKU's catalogue price goes up
 CARRIERS = ["Royal Mail", "J&T Express", "Ninja Van", "SPX Express", "Flash Express"]
 CHANNELS = ["VIDEO", "LIVE", "CAMPAIGN", "STORE"]
 
@@ -57,47 +62,101 @@ class Mix:
     buyer_confirms: float = 0.6
     review: float = 0.4
     after_sales: float = 0.05
+    stale_price: float = 0.01        # a line priced 5% under the catalogue (a stale store front)
 
 
 class Simulator:
     def __init__(self, seed: int = 1, start: int = 1_795_000_000_000, orders_per_hour: float = 600.0,
-                 mix: Mix = Mix()):
+                 mix: Mix = Mix(), inventory: bool = False):
         self.rng = random.Random(seed)
         self.start = start
         self.orders_per_hour = orders_per_hour
         self.mix = mix
+        self.inventory = inventory
+        self._risen = False  # the price rise has happened
         self._ids = itertools.count(1)
         self._regions = list(REGIONS)
         self._region_weights = [REGIONS[r][2] for r in self._regions]
         self._sku_weights = [item[3] for item in CATALOGUE]
 
     def events(self, orders: int) -> Iterator[dict]:
-        """The events of `orders` orders, in event-time order."""
+        """The events of `orders` orders (and the warehouse's, with `inventory`), in event-time order."""
         pending: list[tuple[int, int, dict]] = []
         seq = itertools.count()
+
+        def push(events: list[dict]) -> None:
+            for event in events:
+                heapq.heappush(pending, (event["event_time"], next(seq), event))
+
         arrival = self.start
+        restock = self.start + DAY
+        if self.inventory:
+            push(self._stock_take(self.start - MIN))
         for n in range(orders):
             arrival += int(self.rng.expovariate(self.orders_per_hour / HOUR)) + 1
+            if self.inventory:
+                while restock <= arrival:
+                    push(self._restock(restock))
+                    restock += DAY
+                if not self._risen and n >= orders // 2:
+                    self._risen = True
+                    push(self._price_rise(arrival - 1))
             while pending and pending[0][0] <= arrival:
                 yield heapq.heappop(pending)[2]
-            for event in self.story(f"ord-{n + 1:08d}", arrival):
-                heapq.heappush(pending, (event["event_time"], next(seq), event))
+            push(self.story(f"ord-{n + 1:08d}", arrival))
         while pending:
             yield heapq.heappop(pending)[2]
+
+    # --- the warehouse --------------------------------------------------------------------------------------------
+
+    def _daily_demand(self, popularity: int) -> float:
+        """Units of a SKU ordered per day, roughly: baskets of ~1.7 products of ~1.6 units."""
+        return self.orders_per_hour * 24 * 1.7 * 1.6 * popularity / sum(self._sku_weights)
+
+    def _stock_event(self, event_type: str, sku: str, at: int, **fields) -> dict:
+        return {"event_id": f"ev-{next(self._ids):010d}", "event_type": event_type, "sku_id": sku,
+                "event_time": at, **fields}
+
+    def _catalogue_price(self, sku: str, base: str, region: str) -> str:
+        _, scale, _, _, _ = REGIONS[region]
+        decimals = Decimal("1") if scale >= 1000 else Decimal("0.01")
+        rise = PRICE_RISE[1] if self._risen and sku == PRICE_RISE[0] else Decimal(1)
+        return str((Decimal(base) * rise * scale).quantize(decimals))
+
+    def _stock_take(self, at: int) -> list[dict]:
+        """Opening stock of every SKU, and its catalogue price in every currency."""
+        events = []
+        for sku, _, price, popularity in CATALOGUE:
+            days = 0.25 if sku in SCARCE else 3
+            events.append(self._stock_event("STOCK_SET", sku, at, quantity=int(self._daily_demand(popularity) * days) + 1))
+            events += [self._stock_event("PRICE_CHANGED", sku, at, unit_price=self._catalogue_price(sku, price, region),
+                                         currency=REGIONS[region][0]) for region in REGIONS]
+        return events
+
+    def _restock(self, at: int) -> list[dict]:
+        return [self._stock_event("STOCK_ADJUSTED", sku, at,
+                                  delta=int(self._daily_demand(popularity) * (0.5 if sku in SCARCE else 1.2)) + 1)
+                for sku, _, _, popularity in CATALOGUE]
+
+    def _price_rise(self, at: int) -> list[dict]:
+        sku, _ = PRICE_RISE
+        price = next(item[2] for item in CATALOGUE if item[0] == sku)
+        return [self._stock_event("PRICE_CHANGED", sku, at, unit_price=self._catalogue_price(sku, price, region),
+                                  currency=REGIONS[region][0]) for region in REGIONS]
 
     def _event(self, event_type: str, order_id: str, at: int, **fields) -> dict:
         return {"event_id": f"ev-{next(self._ids):010d}", "event_type": event_type, "order_id": order_id,
                 "event_time": at, **fields}
 
     def _basket(self, region: str) -> tuple[list[dict], Decimal]:
-        _, scale, _, _, _ = REGIONS[region]
-        decimals = Decimal("1") if scale >= 1000 else Decimal("0.01")
         items = []
         picks = self.rng.choices(CATALOGUE, weights=self._sku_weights, k=self.rng.choice((1, 1, 1, 2, 2, 3)))
         for sku, name, price, _ in {p[0]: p for p in picks}.values():
-            unit = (Decimal(price) * scale).quantize(decimals)
+            unit = self._catalogue_price(sku, price, region)
+            if self.inventory and self.rng.random() < self.mix.stale_price:
+                unit = str((Decimal(unit) * Decimal("0.95")).quantize(Decimal("0.01") if "." in unit else Decimal(1)))
             items.append({"sku_id": sku, "product_name": name, "quantity": self.rng.choice((1, 1, 1, 2, 3)),
-                          "unit_price": str(unit)})
+                          "unit_price": unit})
         total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in items)
         return items, total
 

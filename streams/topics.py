@@ -20,6 +20,10 @@ ORDER_EVENTS = TopicSpec(
     "order-events", "OrderEvent",
     "Upstream order and logistics events, keyed by order_id (the contract table of DOMAIN.md).",
 )
+INVENTORY_EVENTS = TopicSpec(
+    "inventory-events", "InventoryEvent",
+    "Warehouse stock counts and adjustments, and catalogue price changes, keyed by sku_id.",
+)
 STATUS_CHANGES = TopicSpec(
     "order-status-changes", "StatusChange", "Every status change of an order, keyed by order_id.",
 )
@@ -45,9 +49,20 @@ ANALYTICS_FACTS = TopicSpec(
     "What orders did, for the analytics windows, keyed by region|shop_id (the row they count in).",
     internal=True,
 )
+STOCK_REQUESTS = TopicSpec(
+    "orderflow-stock-requests", "StockRequest",
+    "Order lines reserving, releasing or consuming units, keyed by sku_id (co-partitioned with inventory-events).",
+    internal=True,
+)
+STOCK_REPLIES = TopicSpec(
+    "orderflow-stock-replies", "StockReply",
+    "Problems the warehouse found with order lines, keyed by order_id (co-partitioned with order-events).",
+    internal=True,
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    ORDER_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, TIMER_TICKS, ANALYTICS_FACTS,
+    ORDER_EVENTS, INVENTORY_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, TIMER_TICKS,
+    ANALYTICS_FACTS, STOCK_REQUESTS, STOCK_REPLIES,
 )
 
 # Where each kind of core output is published.

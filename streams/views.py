@@ -32,7 +32,8 @@ import faust
 from aiohttp import web
 from yarl import URL
 
-from orderflow.tables.orders import TABLE_NAME, decode_order
+from orderflow.tables.json_table import decode
+from orderflow.tables.orders import TABLE_NAME
 
 from .config import Config
 from .export import CsvWriter, time_zones, write_orders
@@ -131,7 +132,7 @@ class OrderApi:
                  if tp.topic == table.changelog_topic_name and tp.partition in store._dbs]
         for key, value in heapq.merge(*scans, key=lambda item: item[0]):
             if key != store.offset_key:
-                yield decode_order(value)
+                yield decode(value)
 
     async def _candidates(self, query: Query) -> list[dict]:
         """The local orders of the query's page, plus one if another page follows."""

@@ -75,3 +75,23 @@ def after_sales(order_id: str, at: int, kind: str = "RETURN") -> dict:
 
 def after_sales_resolved(order_id: str, at: int, outcome: str = "APPROVED") -> dict:
     return event("AFTER_SALES_RESOLVED", order_id, at, outcome=outcome)
+
+
+def stock_event(event_type: str, sku_id: str, at: int, **fields) -> dict:
+    return {"event_id": f"e{next(_ids)}", "event_type": event_type, "sku_id": sku_id, "event_time": at, **fields}
+
+
+def stock_set(sku_id: str, at: int, quantity: int) -> dict:
+    return stock_event("STOCK_SET", sku_id, at, quantity=quantity)
+
+
+def stock_adjusted(sku_id: str, at: int, delta: int) -> dict:
+    return stock_event("STOCK_ADJUSTED", sku_id, at, delta=delta)
+
+
+def price_changed(sku_id: str, at: int, unit_price: str, currency: str = "GBP") -> dict:
+    return stock_event("PRICE_CHANGED", sku_id, at, unit_price=unit_price, currency=currency)
+
+
+def item(sku_id: str, quantity: int, unit_price: str = "9.99") -> dict:
+    return {"sku_id": sku_id, "product_name": f"Product {sku_id}", "quantity": quantity, "unit_price": unit_price}

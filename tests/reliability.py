@@ -24,12 +24,13 @@ from rocksdict import AccessType, Options, Rdict
 from live import OUTPUT_SPECS
 from orderflow.streams import messages, topics
 from orderflow.streams.codec import codec_for_topic
+from orderflow.streams.inventory import StockRoom
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.order_book import OrderBook, without_outbox
 from orderflow.streams.replay import Line, replay
 from orderflow.streams.simulator import DAY, HOUR, Simulator
 from orderflow.streams.tansu import true_end_offsets
-from orderflow.tables.orders import decode_order, encode_order
+from orderflow.tables.json_table import decode, encode
 
 FULL = os.environ.get("ORDERFLOW_FULL", "").strip().lower() not in ("", "0", "false", "no")
 GROUP = "orderflow"  # the workers' consumer group (the Faust app id)
@@ -94,6 +95,7 @@ class Expected:
     orders: dict[str, dict]               # order_id -> order, as the orders table stores it
     tally: Counter
     until: int
+    inventory: dict[str, dict]            # the inventory table's keys (SKUs and holds) and values
 
     def status_sequences(self) -> dict[str, list[str]]:
         return status_sequences((topic, {"output_id": oid, **view}) for oid, (topic, view) in self.outputs.items())
@@ -101,14 +103,14 @@ class Expected:
 
 def expected_from_replay(events: Iterable[dict], until: int, policy: Policy | None = None) -> Expected:
     policy = policy or Policy.load(None)
-    book = OrderBook({}, policy)
+    book, room = OrderBook({}, policy), StockRoom({})
     outputs = {}
-    for output in replay((Line(n, e) for n, e in enumerate(events, 1)), until, policy, book):
+    for output in replay((Line(n, e) for n, e in enumerate(events, 1)), until, policy, book, room):
         spec, record = messages.output_record(output)
         assert output["output_id"] not in outputs, f"the replay repeated output id {output['output_id']}"
         outputs[output["output_id"]] = (spec.name, output_view(spec.name, record))
-    orders = {order_id: decode_order(encode_order(order)) for order_id, order in book.orders.items()}
-    return Expected(outputs, orders, book.tally, until)
+    orders = {order_id: decode(encode(order)) for order_id, order in book.orders.items()}
+    return Expected(outputs, orders, book.tally, until, decode(encode(room.store)))
 
 
 def status_sequences(outputs: Iterable[tuple[str, dict]]) -> dict[str, list[str]]:
@@ -379,12 +381,13 @@ class PartitionCopy:
     orders: dict[str, dict]
 
 
-def rocksdb_copies(data_dirs: Iterable[Path]) -> list[PartitionCopy]:
-    """Every orders-table partition database found in the workers' data dirs (read after they stopped)."""
+def rocksdb_copies(data_dirs: Iterable[Path], table: str = "orders") -> list[PartitionCopy]:
+    """Every partition database of a table (orders by default) in the workers' data dirs (read after they
+    stopped); values without the orders' outbox, which is not state."""
     found = []
     for data_dir in data_dirs:
-        for path in sorted(Path(data_dir).rglob("orders-*.db")):
-            partition = int(re.fullmatch(r"orders-(\d+)\.db", path.name)[1])
+        for path in sorted(Path(data_dir).rglob(f"{table}-*.db")):
+            partition = int(re.fullmatch(rf"{table}-(\d+)\.db", path.name)[1])
             db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
             try:
                 orders, offset = {}, None
@@ -392,7 +395,7 @@ def rocksdb_copies(data_dirs: Iterable[Path]) -> list[PartitionCopy]:
                     if key == OFFSET_KEY:
                         offset = int(value)
                     else:
-                        orders[key.decode()] = without_outbox(decode_order(value))
+                        orders[key.decode()] = without_outbox(decode(value))
             finally:
                 db.close()
             found.append(PartitionCopy(Path(data_dir), partition, offset, orders))
@@ -436,7 +439,7 @@ async def changelog_state(bootstrap: str, topic: str = CHANGELOG) -> tuple[dict[
                     if m.value is None:
                         orders.pop(m.key.decode(), None)
                     else:
-                        orders[m.key.decode()] = without_outbox(decode_order(m.value))
+                        orders[m.key.decode()] = without_outbox(decode(m.value))
             highwaters = {tp: consumer.highwater(tp) for tp in partitions}
             positions = {tp: await consumer.position(tp) for tp in partitions}
             if all(h is not None and positions[tp] >= h for tp, h in highwaters.items()):

@@ -8,7 +8,6 @@ compares everything the worker published with a replay of the same events.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from orderflow.streams.lifecycle import Policy
 from orderflow.streams.publish import Publisher
 from orderflow.streams.replay import Line, replay
 from orders import HOUR, cancel_request, created, delivered, failed, paid, shipped, update
+from reliability import final_tally
 
 FACTOR = 14_400
 POLICY_FILE = Path(__file__).parent / "data" / "fast_policy.toml"
@@ -94,7 +94,7 @@ def test_live_worker_fires_the_same_deadlines_as_replay(own_broker, tmp_path):
             "PAYMENT_AFTER_CANCEL"} <= kinds
     # Each order's status changes came out in the same order as in the replay.
     assert _status_sequences(published) == _status_sequences(replayed.values())
-    counts = _final_tally(worker.log())
+    counts = final_tally(worker.log())
     assert counts["in"] == counts["applied"] + counts["dead_lettered"] + counts["duplicates"] + counts["buffered"]
     assert (counts["in"], counts["duplicates"]) == (len(plan) + 1, 1)
 
@@ -112,8 +112,3 @@ def _status_sequences(outputs) -> dict[str, list[str]]:
         if topic == topics.STATUS_CHANGES.name:
             sequences[record["order_id"]].append(record["output_id"])
     return dict(sequences)
-
-
-def _final_tally(log: str) -> dict[str, int]:
-    line = [line for line in log.splitlines() if "events in=" in line][-1]
-    return {key: int(value.rstrip(";")) for key, value in re.findall(r"(\w+)=(\d+;?)", line)}

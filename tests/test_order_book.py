@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.order_book import OUTBOX, OrderBook, without_outbox
-from orders import HOUR, MIN, T0, created, paid
+from orders import HOUR, MIN, T0, created, paid, shipped, update
 
 EVENTS, TICKS = "order-events", "orderflow-timer-ticks"
 
@@ -32,7 +32,9 @@ def test_a_redelivered_event_publishes_its_outputs_again_with_the_same_ids():
     first = book.apply(create, T0, [EVENTS, 0, 0]) + book.apply(pay, T0 + MIN, [EVENTS, 0, 1])
     # The crash came before the commit: both events come again from offset 0.
     again = book.apply(create, T0 + MIN, [EVENTS, 0, 0]) + book.apply(pay, T0 + MIN, [EVENTS, 0, 1])
-    assert _ids(again) == _ids(first) and len(first) == 2
+    # Created, paid, and the paid order's stock request for its line.
+    assert [o.get("to_status") or o.get("action") for o in first] == ["UNPAID", "AWAITING_SHIPMENT", "RESERVE"]
+    assert _ids(again) == _ids(first)
     assert book.tally["duplicates"] == 2 and book.tally["applied"] == 2
 
 
@@ -47,6 +49,26 @@ def test_settled_inputs_leave_the_outbox_and_are_not_published_again():
     assert book.apply(create, T0 + MIN, [EVENTS, 0, 0]) == []
     committed[(EVENTS, 0)] = 2
     assert book.apply(pay, T0 + MIN, [EVENTS, 0, 1]) == []
+
+
+def test_a_redelivered_step_without_outputs_rewrites_the_order_for_the_changelog():
+    """A step that changed the order but published nothing (a second carrier scan) must still be
+    written again when its input comes again: the first write may never have reached the changelog."""
+    writes = []
+
+    class Store(dict):
+        def __setitem__(self, key, value):
+            writes.append(key)
+            super().__setitem__(key, value)
+
+    book = _book({})
+    book.orders = Store()
+    events = [created("ob-6", T0), paid("ob-6", T0 + MIN), shipped("ob-6", T0 + HOUR),
+              update("ob-6", T0 + 2 * HOUR), update("ob-6", T0 + 3 * HOUR)]
+    for n, event in enumerate(events):
+        book.apply(event, event["event_time"], [EVENTS, 0, n])
+    assert book.apply(events[-1], T0 + 3 * HOUR, [EVENTS, 0, 4]) == []  # a second scan has no output
+    assert writes == ["ob-6"] * 6
 
 
 def test_an_upstream_duplicate_at_another_offset_publishes_nothing():

@@ -9,6 +9,14 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 ENVELOPE = ("event_id", "event_type", "order_id", "event_time")
+# The warehouse's events (inventory-events, keyed by sku_id) carry the SKU instead of an order.
+INVENTORY_ENVELOPE = ("event_id", "event_type", "sku_id", "event_time")
+INVENTORY: dict[str, tuple[str, ...]] = {
+    "STOCK_SET": ("quantity",),         # a count of the units on hand (reserved ones included)
+    "STOCK_ADJUSTED": ("delta",),       # units received (+) or written off (-)
+    "PRICE_CHANGED": ("unit_price", "currency"),  # the catalogue price from event_time on
+}
+MAX_UNITS = 10**9
 
 ESSENTIAL: dict[str, tuple[str, ...]] = {
     "ORDER_CREATED": ("shop_id", "region", "buyer_id", "currency", "line_items", "total_amount", "shipping_address"),
@@ -83,24 +91,54 @@ def _text_problem(event: dict) -> str | None:
     return None
 
 
-def problem(event: dict) -> str | None:
-    """Why the event breaks the contract, or None when it keeps it."""
-    missing = [f for f in ENVELOPE if event.get(f) in (None, "")]
+def _envelope_problem(event: dict, envelope: tuple[str, ...], essential: dict[str, tuple[str, ...]]) -> str | None:
+    """What is wrong with the fields every event of the topic carries, its type's fields and their lengths."""
+    missing = [f for f in envelope if event.get(f) in (None, "")]
     if missing:
         return f"missing envelope field {', '.join(missing)}"
     kind = event["event_type"]
-    if kind not in ESSENTIAL:
+    if kind not in essential:
         return f"unknown event_type {str(kind)[:40]!r}"
     if not isinstance(event["event_time"], int) or isinstance(event["event_time"], bool):
         return "event_time must be UTC milliseconds (an integer)"
     if not MIN_TIME <= event["event_time"] < MAX_TIME:
         return f"event_time {event['event_time']} is outside 2000..2100"
-    missing = [f for f in ESSENTIAL[kind] if event.get(f) in (None, "", [])]
+    missing = [f for f in essential[kind] if event.get(f) in (None, "", [])]
     if missing:
         return f"{kind} lacks {', '.join(missing)}"
-    too_long = _text_problem(event)
-    if too_long:
-        return too_long
+    return _text_problem(event)
+
+
+def is_inventory(event: dict) -> bool:
+    return event.get("event_type") in INVENTORY
+
+
+def inventory_problem(event: dict) -> str | None:
+    """Why a warehouse event breaks the contract, or None when it keeps it."""
+    wrong = _envelope_problem(event, INVENTORY_ENVELOPE, INVENTORY)
+    if wrong:
+        return wrong
+    kind = event["event_type"]
+    if kind == "PRICE_CHANGED":
+        bad = _amount(event["unit_price"])
+        return f"unit_price {bad}" if bad else None
+    name = INVENTORY[kind][0]
+    units = event[name]
+    if not isinstance(units, int) or isinstance(units, bool) or abs(units) > MAX_UNITS:
+        return f"{name} must be a whole number of units (at most {MAX_UNITS})"
+    if kind == "STOCK_SET" and units < 0:
+        return f"quantity must not be negative, not {units}"
+    if kind == "STOCK_ADJUSTED" and units == 0:
+        return "delta must not be 0"
+    return None
+
+
+def problem(event: dict) -> str | None:
+    """Why the event breaks the contract, or None when it keeps it."""
+    wrong = _envelope_problem(event, ENVELOPE, ESSENTIAL)
+    if wrong:
+        return wrong
+    kind = event["event_type"]
     for key, allowed in CHOICES.items():
         if key in ESSENTIAL[kind] and event[key] not in allowed:
             return f"{key} must be one of {', '.join(allowed)}, not {str(event[key])[:40]!r}"

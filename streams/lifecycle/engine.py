@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import cancellation, completion, contract, payment, shipping
+from . import cancellation, completion, confirmation, contract, payment, shipping
 from . import status as st
 from .order import Change, Rejected, copy_order, new_order
 from .policy import Policy
@@ -101,6 +101,16 @@ def apply(order: dict | None, event: dict, now: int, policy: Policy) -> Step:
     elif event["event_type"] == "ORDER_CREATED" and step.order["early"]:
         _release_held(step, now, policy)
     return step
+
+
+def answer(order: dict | None, reply: dict, policy: Policy) -> Step:
+    """Apply the warehouse's answer to one of the order's stock requests (confirmation.py)."""
+    if order is None or order["status"] is None:
+        return Step(order)
+    rules = policy.for_region(order.get("region"))
+    change = Change(order, f"{reply['problem']}@{reply['line']}", reply["at"], rules)
+    confirmation.stock_problem(change, reply)
+    return Step(change.order, change.outputs) if change.outputs else Step(order)
 
 
 def _event_time(event: dict, fallback: int) -> int:

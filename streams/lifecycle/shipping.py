@@ -35,7 +35,8 @@ def package_shipped(change: Change, event: dict) -> None:
                    "answer the pending cancellation request before shipping")
     change.order["carrier"], change.order["tracking_number"] = event["carrier"], event["tracking_number"]
     _track(change, {"description": f"handed over to {event['carrier']}"}, "SHIPPED")
-    change.close_condition(st.LATE_DISPATCH)
+    # Shipping settles what confirmation raised: the seller sorted out stock and price.
+    change.close_condition(st.LATE_DISPATCH, st.OUT_OF_STOCK, st.PRICE_MISMATCH)
     change.cancel_deadlines(SHIP_BY)
     change.move(st.AWAITING_COLLECTION, "SHIPPED")
     change.schedule(SHIPMENT_STALLED, change.at + change.rules.shipment_stalled)

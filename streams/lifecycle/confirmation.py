@@ -1,0 +1,61 @@
+"""Confirmation, the order's side: its units asked of the warehouse, and the warehouse's answer.
+
+A paid order reserves the units of each line; a cancelled one releases them; a
+shipped one consumes them (`stock_requests`, from one step of the order). The
+inventory answers only with problems (`OUT_OF_STOCK`, `PRICE_MISMATCH`, see
+streams/inventory.py); `stock_problem` raises the alert once per line and
+problem and, while the order waits to ship, opens the condition that asks the
+seller to act (contact the buyer, or cancel). Shipping or cancelling closes it.
+
+The answer comes back after the order may have moved on; the alert does not
+depend on that, and the condition ends the same either way (opened then
+closed, or never opened), so a live worker ends where a replay does.
+"""
+from __future__ import annotations
+
+from . import status as st
+from .order import Change
+
+RESERVE, RELEASE, CONSUME = "RESERVE", "RELEASE", "CONSUME"
+OUT_OF_STOCK, PRICE_MISMATCH = st.OUT_OF_STOCK, st.PRICE_MISMATCH
+PROBLEMS = (OUT_OF_STOCK, PRICE_MISMATCH)
+RAISED = "stock_problems"  # the order's record of alerts already raised, as PROBLEM@line
+
+
+def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
+    """What one step of an order asks of the warehouse, one request per line item."""
+    if after is None or after.get("status") is None:
+        return []
+    was = before or {}
+    actions = []
+    if after.get("paid_at") is not None and was.get("paid_at") is None:
+        actions.append((RESERVE, after["paid_at"]))
+    if after.get("shipped_at") is not None and was.get("shipped_at") is None:
+        actions.append((CONSUME, after["shipped_at"]))
+    elif (after["status"] == st.CANCELLED and was.get("status") != st.CANCELLED
+          and after.get("paid_at") is not None and after.get("shipped_at") is None):
+        actions.append((RELEASE, after["cancelled_at"]))
+    return [{"action": action, "order_id": after["order_id"], "line": n, "sku_id": item["sku_id"],
+             "quantity": item["quantity"], "unit_price": item["unit_price"], "currency": after.get("currency"),
+             "ordered_at": after["created_at"], "at": at}
+            for action, at in actions for n, item in enumerate(after.get("line_items") or ())]
+
+
+def stock_problem(change: Change, reply: dict) -> None:
+    """The warehouse could not fully reserve a line, or its price is not the catalogue's."""
+    problem, line = reply["problem"], reply["line"]
+    mark = f"{problem}@{line}"
+    raised = change.order.get(RAISED, [])
+    if mark in raised:
+        return  # a repeated answer
+    change.order[RAISED] = [*raised, mark]
+    if problem == OUT_OF_STOCK:
+        detail = {"sku_id": reply["sku_id"], "line": line, "quantity": reply["quantity"],
+                  "available": reply["available"]}
+    else:
+        detail = {"sku_id": reply["sku_id"], "line": line, "unit_price": reply["unit_price"],
+                  "catalogue_price": reply["catalogue_price"], "currency": reply["currency"]}
+    change.notify("alert", problem, **detail)
+    if change.status == st.AWAITING_SHIPMENT:
+        lines = change.order["conditions"].get(problem, {}).get("lines", {})
+        change.open_condition(problem, lines={**lines, str(line): {k: v for k, v in detail.items() if k != "line"}})
