@@ -85,6 +85,29 @@ def faust_settings(config: Config) -> dict:
     return settings
 
 
+def rewind_uncommitted(app: faust.App) -> None:
+    """Start input partitions that have no committed offset from their beginning after every seek.
+
+    aiokafka's seek_to_committed leaves such a partition where it stands, while
+    Faust drops the records fetched for a partition that is not active yet (during
+    a changelog restore): the position then stands past a backlog that was never
+    processed, and a worker restarted after a crash before its first commit sat
+    idle on it. (faust-streaming 0.15.3, aiokafka 0.14.0.)
+    """
+    consumer = app.consumer
+    seek_to_committed = consumer.seek_to_committed
+    inputs = {spec.name for spec in topics.ALL_TOPICS}
+
+    async def seek() -> dict:
+        committed = await seek_to_committed()
+        fresh = [tp for tp, offset in committed.items() if tp.topic in inputs and not (offset and offset > 0)]
+        if fresh:
+            await consumer._thread.seek_to_beginning(*fresh)
+        return committed
+
+    consumer.seek_to_committed = seek
+
+
 def describe(output: dict) -> str:
     """One line for a person watching the worker."""
     if output["output"] == "status_change":
@@ -110,6 +133,7 @@ class Worker:
 
 def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Worker:
     app = faust.App(APP_ID, **faust_settings(config))
+    rewind_uncommitted(app)
     if config.tansu:
         use_fetched_end_offsets(app, client_settings(config))
         shorten_fetch_wait(app)
