@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 import faust
 from faust.types import TP, EventT
 
+from orderflow.tables.direct import PartitionWriter
 from orderflow.tables.json_table import JsonTable
 from orderflow.tables.orders import define_orders_table
 
@@ -148,12 +149,13 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
         topic, partition, offset = source
         return offset < committed(topic, partition)
 
-    book = OrderBook(JsonTable(orders_table), policy, settled=settled)
+    orders = PartitionWriter(orders_table)
+    book = OrderBook(JsonTable(orders), policy, settled=settled)
     worker = Worker(app, config, orders_table, book, clock)
 
     source = app.topic(topics.ORDER_EVENTS.name, topics.TIMER_TICKS.name, topics.STOCK_REPLIES.name,
                        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    ticks = app.topic(topics.TIMER_TICKS.name, key_serializer="raw", value_serializer="raw")
+    ticks_name = topics.TIMER_TICKS.name
     codecs = {spec.name: codec_for_topic(spec) for spec in (*topics.OUTPUT_TOPICS.values(), topics.STOCK_REQUESTS)}
 
     async def publish(produced: list[dict], event: EventT) -> None:
@@ -223,7 +225,10 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     @app.agent(source, name="orders")
     async def process(stream):
         async for event in stream.events():
-            await publish(handle(event), event)
+            orders.partition = event.message.partition  # inputs are co-partitioned with the table
+            outputs = handle(event)
+            await orders.send_changelog(app.producer)
+            await publish(outputs, event)
 
     @orders_table.on_recover
     async def reindex() -> None:
@@ -233,7 +238,8 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     @app.timer(interval=config.timer_interval)
     async def fire_due() -> None:
         for due, order_id in book.index.pop_due(safe_time()):
-            ticks.send_soon(key=order_id.encode(), value=messages.TICKS.encode({"order_id": order_id, "due": due}))
+            await app.producer.send(ticks_name, order_id.encode(),
+                                    messages.TICKS.encode({"order_id": order_id, "due": due}), None, None, None)
 
     async def report(*_args, **_kwargs) -> None:
         tally = book.tally

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from orderflow.tables.direct import PartitionWriter
 from orderflow.tables.inventory import define_inventory_table
 from orderflow.tables.json_table import JsonTable
 
@@ -36,7 +37,8 @@ def register_inventory(worker: Worker) -> StockRoom:
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     source = app.topic(topics.INVENTORY_EVENTS.name, topics.STOCK_REQUESTS.name, **raw)
     replies = app.topic(topics.STOCK_REPLIES.name, **raw)
-    room = StockRoom(JsonTable(define_inventory_table(app, worker.config.partitions)))
+    stock = PartitionWriter(define_inventory_table(app, worker.config.partitions))
+    room = StockRoom(JsonTable(stock))
 
     def handle(message) -> list[dict]:
         if message.topic == topics.STOCK_REQUESTS.name:
@@ -53,7 +55,10 @@ def register_inventory(worker: Worker) -> StockRoom:
     @app.agent(source, name="inventory")
     async def keep_stock(stream):
         async for event in stream.events():
-            await worker.publish(handle(event.message), event)
+            stock.partition = event.message.partition  # inputs are co-partitioned with the table
+            outputs = handle(event.message)
+            await stock.send_changelog(app.producer)
+            await worker.publish(outputs, event)
 
     async def report(*_args, **_kwargs) -> None:
         tally = room.tally

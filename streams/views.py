@@ -218,7 +218,7 @@ class OrderApi:
             if owner != self._me():
                 status, body = await self._ask(owner, request.path, params, accept=(200, 404))
                 return _json(body, status)
-        order = self.orders.get(order_id)
+        order = self.orders.lookup(order_id)
         if order is None or order.get("status") is None:
             return _error(404, f"no order {order_id!r}", order_id=order_id)
         return _json(detail(order, personal))

@@ -1,10 +1,15 @@
-"""A Faust table of bytes seen as a mapping of str keys to JSON-ready dicts (compact JSON values)."""
+"""A Faust table of bytes seen as a mapping of str keys to JSON-ready dicts (compact JSON values).
+
+Reads and writes go to the partition being processed, straight to its RocksDB
+(tables/direct.py: the agent sets the partition and sends the changelog
+records); iteration covers every partition this worker holds, through Faust.
+"""
 from __future__ import annotations
 
 import json
 from typing import Iterator, MutableMapping
 
-import faust
+from .direct import PartitionWriter
 
 
 def encode(value: dict) -> bytes:
@@ -16,27 +21,36 @@ def decode(data: bytes) -> dict:
 
 
 class JsonTable(MutableMapping[str, dict]):
-    def __init__(self, table: faust.Table):
-        self.table = table
+    def __init__(self, writer: PartitionWriter):
+        self.writer = writer
 
     def __getitem__(self, key: str) -> dict:
-        return decode(self.table[key.encode()])
+        data = self.writer.read(key.encode())
+        if data is None:
+            raise KeyError(key)
+        return decode(data)
 
     def get(self, key: str, default=None):
-        data = self.table.get(key.encode())
+        data = self.writer.read(key.encode())
         return default if data is None else decode(data)
 
+    def lookup(self, key: str) -> dict | None:
+        """The value in whichever partition this worker holds it (outside an agent: the order API)."""
+        data = self.writer.table.get(key.encode())
+        return None if data is None else decode(data)
+
     def __setitem__(self, key: str, value: dict) -> None:
-        self.table[key.encode()] = encode(value)
+        self.writer.write(key.encode(), encode(value))
 
     def __delitem__(self, key: str) -> None:
-        del self.table[key.encode()]
+        self[key]  # KeyError when absent, as a mapping must
+        self.writer.write(key.encode(), None)
 
     def __iter__(self) -> Iterator[str]:
-        return (key.decode() for key in self.table.keys())
+        return (key.decode() for key in self.writer.table.keys())
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.table.keys())
+        return sum(1 for _ in self.writer.table.keys())
 
     def items(self) -> Iterator[tuple[str, dict]]:
-        return ((key.decode(), decode(value)) for key, value in self.table.items())
+        return ((key.decode(), decode(value)) for key, value in self.writer.table.items())
