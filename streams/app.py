@@ -1,10 +1,10 @@
-"""The Faust shell around the order book: the order agent, the timer, the orders and deadlines tables.
+"""The Faust shell around the order book: one agent, one timer, one table.
 
-The agent reads upstream events, timer ticks and stock answers (co-partitioned,
-keyed by order_id), applies them through the OrderBook to the RocksDB-backed
-orders table and its deadline index, and publishes the outputs. The timer reads
-due deadlines from the index and sends a tick for each order; a tick is
-idempotent, so a duplicate or a tick for an order that moved on changes nothing.
+The agent reads upstream events and timer ticks (co-partitioned, keyed by
+order_id), applies them through the OrderBook to the RocksDB-backed orders
+table, and publishes the outputs. The timer pops due deadlines from the
+in-memory index and sends a tick for each order; a tick is idempotent, so a
+duplicate or a tick for an order that moved on changes nothing.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typing import Awaitable, Callable
 import faust
 from faust.types import TP, EventT
 
-from orderflow.tables.deadlines import StoredDeadlines, define_deadlines_table
 from orderflow.tables.direct import PartitionWriter
 from orderflow.tables.json_table import JsonTable
 from orderflow.tables.orders import define_orders_table
@@ -150,12 +149,8 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
         topic, partition, offset = source
         return offset < committed(topic, partition)
 
-    def held_partitions() -> list[int]:
-        return [tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name]
-
     orders = PartitionWriter(orders_table)
-    deadlines = PartitionWriter(define_deadlines_table(app, config.partitions))
-    book = OrderBook(JsonTable(orders), policy, StoredDeadlines(deadlines, held_partitions), settled=settled)
+    book = OrderBook(JsonTable(orders), policy, settled=settled)
     worker = Worker(app, config, orders_table, book, clock)
 
     source = app.topic(topics.ORDER_EVENTS.name, topics.TIMER_TICKS.name, topics.STOCK_REPLIES.name,
@@ -230,11 +225,9 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     @app.agent(source, name="orders")
     async def process(stream):
         async for event in stream.events():
-            # Inputs are co-partitioned with the tables: an order and its deadlines live in its partition.
-            orders.partition = deadlines.partition = event.message.partition
+            orders.partition = event.message.partition  # inputs are co-partitioned with the table
             outputs = handle(event)
             await orders.send_changelog(app.producer)
-            await deadlines.send_changelog(app.producer)
             await publish(outputs, event)
 
     @orders_table.on_recover
@@ -250,9 +243,9 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
 
     async def report(*_args, **_kwargs) -> None:
         tally = book.tally
-        log.info("events in=%d applied=%d dead_lettered=%d duplicates=%d buffered=%d; deadline ticks sent=%d",
+        log.info("events in=%d applied=%d dead_lettered=%d duplicates=%d buffered=%d; deadlines indexed=%d",
                  tally["in"], tally["applied"], tally["dead_lettered"], tally["duplicates"], tally["buffered"],
-                 len(book.index.sent))
+                 len(book.index))
 
     app.timer(interval=10.0)(report)
     app.on_before_shutdown.connect(report)

@@ -32,11 +32,10 @@ def without_outbox(order: dict) -> dict:
 
 
 class OrderBook:
-    def __init__(self, orders: MutableMapping[str, dict], policy: Policy, index=None,
+    def __init__(self, orders: MutableMapping[str, dict], policy: Policy, index: DeadlineIndex | None = None,
                  settled: Callable[[list], bool] | None = None):
         self.orders = orders
         self.policy = policy
-        # Which orders have deadlines due when: in memory (a replay) unless given (the worker's, in RocksDB).
         self.index = index if index is not None else DeadlineIndex()
         # None: no outbox (a replay has no input to commit).
         self.settled = settled
@@ -98,14 +97,13 @@ class OrderBook:
                          for r in stock_requests(before, step.order)]
         for observe in self.observers:
             observe(before, step.order, step.outputs)
-        self.index.update(order_id, set(before["deadlines"].values()) if before else set(),
-                          set(step.deadlines.values()))
         if step.order is None:
             self.orders.pop(order_id, None)
             return again + step.outputs
         if self.settled is not None:
             self._post(step.order, source, step.outputs)
         self.orders[order_id] = step.order
+        self.index.track(order_id, step.deadlines)
         return again + step.outputs
 
     def _unsettled(self, order: dict | None, source: list | None) -> list[dict] | None:
@@ -128,5 +126,8 @@ class OrderBook:
             order.pop(OUTBOX, None)
 
     def rebuild_index(self) -> int:
-        """Make the deadline index whole again (after a restart or rebalance); how many it holds."""
-        return self.index.rebuild(self.orders)
+        """Index the deadlines of every order in the store (after a restart or rebalance)."""
+        self.index.clear()
+        for order_id, order in self.orders.items():
+            self.index.track(order_id, order["deadlines"])
+        return len(self.index)

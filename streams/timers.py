@@ -5,8 +5,7 @@ order table and its changelog); this index only says which orders to look at
 next. It is a min-heap of (due, order_id): a tick pops what is due, so its
 cost grows with the due deadlines, not with the pending ones. Entries that an
 order no longer has are harmless: the core ignores a deadline the order moved
-past. This in-memory index serves replays; the live worker keeps the same
-entries in RocksDB (tables/deadlines.py).
+past. The live worker rebuilds the index from its tables after recovery.
 """
 from __future__ import annotations
 
@@ -21,9 +20,8 @@ class DeadlineIndex:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def update(self, order_id: str, before: set[int], after: set[int]) -> None:
-        """The order's due times were `before` and are `after` this step."""
-        for due in after - before:
+    def track(self, order_id: str, deadlines: dict[str, int]) -> None:
+        for due in set(deadlines.values()):
             entry = (due, order_id)
             if entry not in self._known:
                 self._known.add(entry)
@@ -41,10 +39,6 @@ class DeadlineIndex:
             due.append(entry)
         return due
 
-    def rebuild(self, orders) -> int:
-        """Index the deadlines of every order in a store of orders."""
+    def clear(self) -> None:
         self._heap.clear()
         self._known.clear()
-        for order_id, order in orders.items():
-            self.update(order_id, set(), set(order["deadlines"].values()))
-        return len(self)
