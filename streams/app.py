@@ -179,7 +179,8 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     # (never ahead of the clock). Events are applied at stream time, as a replay
     # does, so a backlog after downtime is not judged by the wall clock.
     stream_time: dict = {}
-    next_offset: dict = {}
+    next_offset: dict = {}  # per input partition, the next offset to process
+    rewound: dict = {}  # per input partition, the gap last read again (see skipped_ahead)
 
     def handle(event: EventT) -> list[dict]:
         message = event.message
@@ -189,7 +190,6 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
             return book.fire(tick["order_id"], tick["due"], source)
         if message.topic == topics.STOCK_REPLIES.name:
             return book.answer(messages.REPLIES.decode(message.value), source)
-        next_offset[message.tp] = message.offset + 1
         try:
             record = messages.EVENTS.decode(message.value)
         except SchemaError as why:
@@ -206,6 +206,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
         for tp in revoked:
             next_offset.pop(tp, None)
             stream_time.pop(tp, None)
+            rewound.pop(tp, None)
 
     def safe_time() -> int:
         """Deadlines up to this time may fire: the clock, unless a partition is still
@@ -222,9 +223,27 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
                 now = min(now, stream_time.get(tp, -1))
         return now
 
+    async def skipped_ahead(message) -> bool:
+        """Faust drops records fetched for a partition that is not active yet (during a changelog
+        restore), and the seek before may already have happened: a message then arrives past
+        offsets never delivered, which nothing would process or commit. Read the partition again
+        from the first missing offset, once per gap (a real gap, e.g. a transaction marker, stays)."""
+        expected = next_offset.get(message.tp, committed(message.topic, message.partition))
+        next_offset[message.tp] = max(expected, message.offset + 1)
+        if message.offset <= expected or rewound.get(message.tp) == expected:
+            return False
+        rewound[message.tp] = expected
+        next_offset[message.tp] = expected
+        log.warning("%s/%d: offsets %d..%d were never delivered; reading them again",
+                    message.topic, message.partition, expected, message.offset - 1)
+        await app.consumer.seek(message.tp, expected)
+        return True
+
     @app.agent(source, name="orders")
     async def process(stream):
         async for event in stream.events():
+            if await skipped_ahead(event.message):
+                continue
             orders.partition = event.message.partition  # inputs are co-partitioned with the table
             outputs = handle(event)
             await orders.send_changelog(app.producer)
