@@ -20,7 +20,6 @@ from typing import Callable, MutableMapping
 
 from .lifecycle import Policy, Step, advance, answer, apply
 from .lifecycle.confirmation import stock_requests
-from .lifecycle.order import output_id
 from .timers import DeadlineIndex
 
 
@@ -93,8 +92,7 @@ class OrderBook:
             self.orders[order_id] = before
         if step.order is before:
             return again + step.outputs
-        step.outputs += [{"output": "stock_request", "output_id": output_id(order_id, f"{r['action']}@{r['line']}", 0), **r}
-                         for r in stock_requests(before, step.order)]
+        step.outputs += stock_requests(before, step.order)
         for observe in self.observers:
             observe(before, step.order, step.outputs)
         if step.order is None:
@@ -109,7 +107,7 @@ class OrderBook:
     def _unsettled(self, order: dict | None, source: list | None) -> list[dict] | None:
         """The outputs kept for this very input message if the order took it before (maybe none:
         a step without outputs still wrote the order); None if not, or if it is settled."""
-        if order is None or source is None or self.settled(source):
+        if order is None or source is None or self.settled is None or self.settled(source):
             return None
         entries = [entry for entry in order.get(OUTBOX, ()) if entry["source"] == source]
         return [output for entry in entries for output in entry["outputs"]] if entries else None

@@ -63,11 +63,11 @@ def replay(lines: Iterable[Line], until: int, policy: Policy, book: OrderBook | 
     book = book or OrderBook({}, policy)
     room = room if room is not None else StockRoom({})
 
-    def settled(outputs: list[dict]) -> Iterator[dict]:
+    def answered(outputs: list[dict]) -> Iterator[dict]:
         for output in outputs:
             if output["output"] == "stock_request":
                 for reply in room.handle(output):
-                    yield from settled(book.answer(reply))
+                    yield from answered(book.answer(reply))
             else:
                 yield output
 
@@ -86,9 +86,9 @@ def replay(lines: Iterable[Line], until: int, policy: Policy, book: OrderBook | 
                 continue
             clock = event_time if clock is None else max(clock, event_time)
         now = clock if clock is not None else until
-        yield from settled(book.fire_due(now))
+        yield from answered(book.fire_due(now))
         if is_inventory(line.event):
             yield from room.apply(line.event)
         else:
-            yield from settled(book.apply(line.event, now))
-    yield from settled(book.fire_due(until))
+            yield from answered(book.apply(line.event, now))
+    yield from answered(book.fire_due(until))

@@ -117,11 +117,12 @@ class Simulator:
         return {"event_id": f"ev-{next(self._ids):010d}", "event_type": event_type, "sku_id": sku,
                 "event_time": at, **fields}
 
-    def _catalogue_price(self, sku: str, base: str, region: str) -> str:
+    def _catalogue_price(self, sku: str, base: str, region: str, factor: Decimal = Decimal(1)) -> str:
+        """The price in the region's currency (whole units where they are small), times `factor`."""
         _, scale, _, _, _ = REGIONS[region]
         decimals = Decimal("1") if scale >= 1000 else Decimal("0.01")
         rise = PRICE_RISE[1] if self._risen and sku == PRICE_RISE[0] else Decimal(1)
-        return str((Decimal(base) * rise * scale).quantize(decimals))
+        return str((Decimal(base) * rise * scale * factor).quantize(decimals))
 
     def _stock_take(self, at: int) -> list[dict]:
         """Opening stock of every SKU, and its catalogue price in every currency."""
@@ -152,9 +153,8 @@ class Simulator:
         items = []
         picks = self.rng.choices(CATALOGUE, weights=self._sku_weights, k=self.rng.choice((1, 1, 1, 2, 2, 3)))
         for sku, name, price, _ in {p[0]: p for p in picks}.values():
-            unit = self._catalogue_price(sku, price, region)
-            if self.inventory and self.rng.random() < self.mix.stale_price:
-                unit = str((Decimal(unit) * Decimal("0.95")).quantize(Decimal("0.01") if "." in unit else Decimal(1)))
+            stale = self.inventory and self.rng.random() < self.mix.stale_price
+            unit = self._catalogue_price(sku, price, region, Decimal("0.95") if stale else Decimal(1))
             items.append({"sku_id": sku, "product_name": name, "quantity": self.rng.choice((1, 1, 1, 2, 3)),
                           "unit_price": unit})
         total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in items)

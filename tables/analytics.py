@@ -10,11 +10,10 @@ are processed: in the partition's own RocksDB and changelog, as Faust requires.
 """
 from __future__ import annotations
 
-import json
-
 import faust
 
 from .direct import PartitionWriter
+from .json_table import decode, encode
 from .orders import ROCKSDB_OPTIONS
 
 TABLE_NAME = "analytics"
@@ -58,10 +57,10 @@ class AnalyticsTable:
 
     def get(self, expires: int, key: str) -> dict | None:
         data = self.writer.read(_key(expires, key))
-        return None if data is None else json.loads(data)
+        return None if data is None else decode(data)
 
     def put(self, expires: int, key: str, value: dict) -> None:
-        self.writer.write(_key(expires, key), json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        self.writer.write(_key(expires, key), encode(value))
 
     def _time_key(self) -> bytes:
         return b"~stream-time\x1f%d" % self.partition  # '~' sorts after every expiry prefix: never expires

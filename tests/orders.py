@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -95,3 +96,9 @@ def price_changed(sku_id: str, at: int, unit_price: str, currency: str = "GBP") 
 
 def item(sku_id: str, quantity: int, unit_price: str = "9.99") -> dict:
     return {"sku_id": sku_id, "product_name": f"Product {sku_id}", "quantity": quantity, "unit_price": unit_price}
+
+
+def ordered(order_id: str, sku_id: str, quantity: int, at: int, unit_price: str = "9.99") -> dict:
+    """ORDER_CREATED for one line of one SKU."""
+    return created(order_id, at, line_items=[item(sku_id, quantity, unit_price)],
+                   total_amount=str(Decimal(unit_price) * quantity))

@@ -17,7 +17,7 @@ from orderflow.streams.lifecycle import Policy
 from orderflow.streams.order_book import OrderBook
 from orderflow.streams.order_query import detail
 from orderflow.streams.replay import Line, replay
-from orders import (DAY, HOUR, MIN, T0, cancel_request, cancel_response, created, item, paid, price_changed,
+from orders import (DAY, HOUR, MIN, T0, cancel_request, cancel_response, ordered, paid, price_changed,
                     seller_cancelled, shipped, stock_adjusted, stock_set)
 
 POLICY = Policy.load(None)
@@ -38,14 +38,10 @@ def sku(room, sku_id):
     return state["on_hand"], state["held"]
 
 
-def order_of(sku_id, quantity, order_id, at, unit_price="9.99"):
-    return created(order_id, at, line_items=[item(sku_id, quantity, unit_price)])
-
-
 def test_paid_orders_reserve_cancelled_ones_release_shipped_ones_consume():
     events = [stock_set("sku-a", T0, 10),
-              order_of("sku-a", 3, "c-1", T0 + MIN), paid("c-1", T0 + 2 * MIN),
-              order_of("sku-a", 2, "c-2", T0 + 3 * MIN), paid("c-2", T0 + 4 * MIN)]
+              ordered("c-1", "sku-a", 3, T0 + MIN), paid("c-1", T0 + 2 * MIN),
+              ordered("c-2", "sku-a", 2, T0 + 3 * MIN), paid("c-2", T0 + 4 * MIN)]
     _, _, room = run(events)
     assert sku(room, "sku-a") == (10, 5)
     _, _, room = run(events + [seller_cancelled("c-1", T0 + 5 * MIN)])
@@ -57,14 +53,14 @@ def test_paid_orders_reserve_cancelled_ones_release_shipped_ones_consume():
 
 
 def test_an_unpaid_order_reserves_nothing_and_its_cancel_releases_nothing():
-    _, _, room = run([stock_set("sku-a", T0, 1), order_of("sku-a", 1, "u-1", T0 + MIN),
+    _, _, room = run([stock_set("sku-a", T0, 1), ordered("u-1", "sku-a", 1, T0 + MIN),
                       seller_cancelled("u-1", T0 + 2 * MIN)])
     assert sku(room, "sku-a") == (1, 0)
 
 
 def test_two_orders_race_for_the_last_unit_and_exactly_one_gets_it():
     events = [stock_set("sku-last", T0, 1),
-              order_of("sku-last", 1, "r-1", T0 + MIN), order_of("sku-last", 1, "r-2", T0 + MIN),
+              ordered("r-1", "sku-last", 1, T0 + MIN), ordered("r-2", "sku-last", 1, T0 + MIN),
               paid("r-2", T0 + 2 * MIN), paid("r-1", T0 + 2 * MIN)]
     outputs, book, room = run(events)
     assert [order for order, _ in alerts(outputs, "OUT_OF_STOCK")] == ["r-1"]  # r-2 paid first
@@ -78,8 +74,8 @@ def test_two_orders_race_for_the_last_unit_and_exactly_one_gets_it():
 
 
 def test_duplicated_events_reserve_nothing_twice_and_raise_nothing_twice():
-    events = [stock_set("sku-last", T0, 1), order_of("sku-last", 1, "d-1", T0 + MIN), paid("d-1", T0 + 2 * MIN),
-              order_of("sku-last", 1, "d-2", T0 + 3 * MIN), paid("d-2", T0 + 4 * MIN)]
+    events = [stock_set("sku-last", T0, 1), ordered("d-1", "sku-last", 1, T0 + MIN), paid("d-1", T0 + 2 * MIN),
+              ordered("d-2", "sku-last", 1, T0 + 3 * MIN), paid("d-2", T0 + 4 * MIN)]
     again = events + [dict(e) for e in events]
     once, _, room_once = run(events)
     twice, _, room_twice = run(again)
@@ -102,10 +98,10 @@ def test_a_request_handled_twice_is_answered_the_same_and_holds_once():
 
 def test_a_line_priced_off_the_catalogue_of_its_order_time_raises_price_mismatch():
     events = [stock_set("sku-p", T0, 100), price_changed("sku-p", T0, "9.99"),
-              order_of("sku-p", 1, "p-old", T0 + MIN, "9.99"),                # the price of its time
+              ordered("p-old", "sku-p", 1, T0 + MIN, "9.99"),                # the price of its time
               price_changed("sku-p", T0 + 2 * MIN, "12.00"),
-              order_of("sku-p", 1, "p-stale", T0 + 3 * MIN, "9.99"),          # placed after the change
-              order_of("sku-p", 1, "p-sgd", T0 + 3 * MIN, "9.99"),
+              ordered("p-stale", "sku-p", 1, T0 + 3 * MIN, "9.99"),          # placed after the change
+              ordered("p-sgd", "sku-p", 1, T0 + 3 * MIN, "9.99"),
               paid("p-old", T0 + 4 * MIN), paid("p-stale", T0 + 4 * MIN)]
     outputs, book, _ = run(events)
     assert alerts(outputs, "PRICE_MISMATCH") == [("p-stale", {"sku_id": "sku-p", "line": "0", "unit_price": "9.99",
@@ -116,14 +112,14 @@ def test_a_line_priced_off_the_catalogue_of_its_order_time_raises_price_mismatch
 
 def test_a_price_in_another_currency_or_an_untracked_sku_raises_nothing():
     events = [price_changed("sku-q", T0, "15.00", currency="SGD"),
-              order_of("sku-q", 5, "q-1", T0 + MIN, "9.99"), paid("q-1", T0 + 2 * MIN)]
+              ordered("q-1", "sku-q", 5, T0 + MIN, "9.99"), paid("q-1", T0 + 2 * MIN)]
     outputs, _, room = run(events)
     assert not [o for o in outputs if o["output"] == "alert"]
     assert sku(room, "sku-q") == (None, 0)  # never counted: every request is granted
 
 
 def test_shipping_or_cancelling_closes_the_conditions():
-    base = [stock_set("sku-z", T0, 0), order_of("sku-z", 1, "z-1", T0 + MIN), paid("z-1", T0 + 2 * MIN)]
+    base = [stock_set("sku-z", T0, 0), ordered("z-1", "sku-z", 1, T0 + MIN), paid("z-1", T0 + 2 * MIN)]
     _, book, _ = run(base)
     assert "OUT_OF_STOCK" in book.orders["z-1"]["conditions"]
     _, book, _ = run(base + [stock_adjusted("sku-z", T0 + HOUR, 5), shipped("z-1", T0 + HOUR + MIN)])
@@ -137,14 +133,14 @@ def test_the_alert_is_raised_when_the_answer_comes_after_the_order_moved_on_but_
     """Live, the warehouse answers later: the order may be cancelled first. The alert is the same,
     and the order ends as it does when the answer comes at once."""
     book = OrderBook({}, POLICY)
-    book.apply(order_of("sku-l", 1, "l-1", T0), T0)
+    book.apply(ordered("l-1", "sku-l", 1, T0), T0)
     requests = [o for o in book.apply(paid("l-1", T0 + MIN), T0 + MIN) if o["output"] == "stock_request"]
     book.apply(seller_cancelled("l-1", T0 + 2 * MIN), T0 + 2 * MIN)
     room = StockRoom({})
     room.apply(stock_set("sku-l", T0 - MIN, 0))
     late = [o for reply in room.handle(requests[0]) for o in book.answer(reply)]
     assert [o["kind"] for o in late] == ["OUT_OF_STOCK"] and not book.orders["l-1"]["conditions"]
-    replayed, _, _ = run([stock_set("sku-l", T0 - MIN, 0), order_of("sku-l", 1, "l-1", T0), paid("l-1", T0 + MIN),
+    replayed, _, _ = run([stock_set("sku-l", T0 - MIN, 0), ordered("l-1", "sku-l", 1, T0), paid("l-1", T0 + MIN),
                           seller_cancelled("l-1", T0 + 2 * MIN)])
     assert [o["output_id"] for o in replayed if o["output"] == "alert"] == [late[0]["output_id"]]
 
@@ -169,7 +165,7 @@ def test_nothing_is_oversold_whatever_the_order_of_payments_cancels_shipments_an
     events = [stock_set("sku-h", T0, stock)]
     for n in range(orders):
         order_id = f"h-{n}"
-        events.append(order_of("sku-h", rng.randint(1, 3), order_id, T0 + n))
+        events.append(ordered(order_id, "sku-h", rng.randint(1, 3), T0 + n))
         if rng.random() < 0.8:
             events.append(paid(order_id, T0 + HOUR + rng.randrange(HOUR)))
             fate = rng.random()

@@ -18,16 +18,11 @@ from orderflow.streams.admin import ensure_topics
 from orderflow.streams.clock import wall_ms
 from orderflow.streams.config import Config
 from orderflow.streams.publish import Publisher
-from orders import HOUR, MIN, created, item, paid, price_changed, seller_cancelled, shipped, stock_set
+from orders import HOUR, MIN, ordered, paid, price_changed, seller_cancelled, shipped, stock_set
 from reliability import (OutputLog, assert_orders_match, committed_offsets, compare_outputs, expected_from_replay,
                          frozen_clock, latest_state, report, rocksdb_copies)
 
 RACERS = 6
-
-
-def order_of(order_id: str, sku_id: str, quantity: int, at: int, unit_price: str = "9.99") -> dict:
-    return created(order_id, at, line_items=[item(sku_id, quantity, unit_price)],
-                   total_amount=str(quantity * float(unit_price)))
 
 
 async def publish(bootstrap: str, events: list[dict]) -> None:
@@ -55,11 +50,11 @@ def test_two_workers_reserve_release_consume_and_give_the_last_unit_to_one_order
     stock = [stock_set("sku-last", t0, 1), stock_set("sku-plenty", t0, 10),
              price_changed("sku-plenty", t0, "9.99"), price_changed("sku-plenty", t0 + 2 * MIN, "12.00")]
     # The first racer pays alone, before the others exist: the replay's winner is then certain.
-    first = [order_of("race-0", "sku-last", 1, t0 + MIN), paid("race-0", t0 + 3 * MIN),
-             order_of("rel-1", "sku-plenty", 4, t0 + MIN), paid("rel-1", t0 + 3 * MIN),
-             order_of("ship-1", "sku-plenty", 3, t0 + MIN), paid("ship-1", t0 + 3 * MIN),
-             order_of("pm-1", "sku-plenty", 1, t0 + 3 * MIN, "9.99"), paid("pm-1", t0 + 4 * MIN)]
-    racers = [e for n in range(1, RACERS) for e in (order_of(f"race-{n}", "sku-last", 1, t0 + 5 * MIN),
+    first = [ordered("race-0", "sku-last", 1, t0 + MIN), paid("race-0", t0 + 3 * MIN),
+             ordered("rel-1", "sku-plenty", 4, t0 + MIN), paid("rel-1", t0 + 3 * MIN),
+             ordered("ship-1", "sku-plenty", 3, t0 + MIN), paid("ship-1", t0 + 3 * MIN),
+             ordered("pm-1", "sku-plenty", 1, t0 + 3 * MIN, "9.99"), paid("pm-1", t0 + 4 * MIN)]
+    racers = [e for n in range(1, RACERS) for e in (ordered(f"race-{n}", "sku-last", 1, t0 + 5 * MIN),
                                                     paid(f"race-{n}", t0 + 6 * MIN))]
     second = racers + [seller_cancelled("rel-1", t0 + 7 * MIN), shipped("ship-1", t0 + 7 * MIN)]
     copies = [dict(e) for e in first + second if e["event_type"] == "ORDER_PAID"]  # redelivered upstream
@@ -68,7 +63,7 @@ def test_two_workers_reserve_release_consume_and_give_the_last_unit_to_one_order
     # And a true race: two orders (on different partitions, whichever worker has them) pay for one unit at
     # once. Either may win, so the replay is no judge of these two: exactly one must get the unit.
     duo_stock = [stock_set("sku-duo", t0, 1)]
-    duo = [e for order_id in ("duo-a", "duo-b") for e in (order_of(order_id, "sku-duo", 1, t0 + 5 * MIN),
+    duo = [e for order_id in ("duo-a", "duo-b") for e in (ordered(order_id, "sku-duo", 1, t0 + 5 * MIN),
                                                           paid(order_id, t0 + 6 * MIN))]
     clock = frozen_clock(origin)
 

@@ -14,7 +14,7 @@ closed, or never opened), so a live worker ends where a replay does.
 from __future__ import annotations
 
 from . import status as st
-from .order import Change
+from .order import Change, output_id
 
 RESERVE, RELEASE, CONSUME = "RESERVE", "RELEASE", "CONSUME"
 OUT_OF_STOCK, PRICE_MISMATCH = st.OUT_OF_STOCK, st.PRICE_MISMATCH
@@ -23,7 +23,7 @@ RAISED = "stock_problems"  # the order's record of alerts already raised, as PRO
 
 
 def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
-    """What one step of an order asks of the warehouse, one request per line item."""
+    """What one step of an order asks of the warehouse: `stock_request` outputs, one per line item."""
     if after is None or after.get("status") is None:
         return []
     was = before or {}
@@ -35,7 +35,9 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     elif (after["status"] == st.CANCELLED and was.get("status") != st.CANCELLED
           and after.get("paid_at") is not None and after.get("shipped_at") is None):
         actions.append((RELEASE, after["cancelled_at"]))
-    return [{"action": action, "order_id": after["order_id"], "line": n, "sku_id": item["sku_id"],
+    order_id = after["order_id"]
+    return [{"output": "stock_request", "output_id": output_id(order_id, f"{action}@{n}", 0),
+             "action": action, "order_id": order_id, "line": n, "sku_id": item["sku_id"],
              "quantity": item["quantity"], "unit_price": item["unit_price"], "currency": after.get("currency"),
              "ordered_at": after["created_at"], "at": at}
             for action, at in actions for n, item in enumerate(after.get("line_items") or ())]
