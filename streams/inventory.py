@@ -8,6 +8,9 @@ a time: of two orders racing for the last unit exactly one gets it.
 Keys: `sku|<sku>` holds the SKU (units on hand, units held, price history,
 recent event ids); `hold|<sku>|<order>|<line>` holds one order line's claim
 (reserved, or short when the units were not there). A line is all or nothing.
+A released or consumed claim stays behind, closed: a worker that takes over a
+partition handles its requests again from the last committed offset, and a
+RESERVE seen again after its line shipped must not hold the units anew.
 
 Stock of a SKU the warehouse never reported is not tracked: its requests are
 granted without a count (sellers who do not sync stock). Reservations are made
@@ -91,8 +94,8 @@ class StockRoom:
             if hold is None:
                 hold = self._reserve(sku, key, request)
             return self._problems(sku, hold, request)
-        if hold is not None:  # RELEASE or CONSUME of a line that holds units or lacked them
-            del self.store[key]
+        if hold is not None and not hold.get("closed"):  # a line that holds units or lacked them
+            self.store[key] = {**hold, "counted": False, "closed": request["action"]}
             if hold["counted"]:
                 sku = {**sku, "held": sku["held"] - hold["quantity"]}
                 if request["action"] == CONSUME:

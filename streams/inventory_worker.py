@@ -10,8 +10,9 @@ them. One partition's requests are handled one at a time, whichever worker
 owns it, so the last unit goes to one order only.
 
 Crash safety needs no outbox here: a request is idempotent (a line's hold is
-looked up first) and its answer is derived from the stored hold, so a
-redelivered request publishes the same answer again.
+looked up first, and stays, closed, once released or consumed) and its answer
+is derived from the stored hold, so a redelivered request publishes the same
+answer again.
 """
 from __future__ import annotations
 
