@@ -3,9 +3,10 @@
 The deadlines themselves live on each order (so they are as durable as the
 order table and its changelog); this index only says which orders to look at
 next. It is a min-heap of (due, order_id): a tick pops what is due, so its
-cost grows with the due deadlines, not with the pending ones. Entries that an
-order no longer has are harmless: the core ignores a deadline the order moved
-past. The live worker rebuilds the index from its tables after recovery.
+cost grows with the due deadlines, not with the pending ones. The index also
+keeps each order's current deadlines: an entry the order no longer has (it
+was paid before its reminder, say) is dropped when it comes up instead of
+costing a tick. The live worker rebuilds the index from its tables after recovery.
 """
 from __future__ import annotations
 
@@ -15,19 +16,29 @@ import heapq
 class DeadlineIndex:
     def __init__(self) -> None:
         self._heap: list[tuple[int, str]] = []
-        self._known: set[tuple[int, str]] = set()
+        self._current: dict[str, set[int]] = {}  # per order, the dues it has and not yet popped
+        self._pending = 0
 
     def __len__(self) -> int:
-        return len(self._heap)
+        """Deadlines pending (not counting entries the orders no longer have)."""
+        return self._pending
 
     def track(self, order_id: str, deadlines: dict[str, int]) -> None:
-        for due in set(deadlines.values()):
-            entry = (due, order_id)
-            if entry not in self._known:
-                self._known.add(entry)
-                heapq.heappush(self._heap, entry)
+        """The order's deadlines now (all of them: dues it no longer lists are forgotten)."""
+        now = set(deadlines.values())
+        before = self._current.pop(order_id, set())
+        for due in now - before:
+            heapq.heappush(self._heap, (due, order_id))
+        if now:
+            self._current[order_id] = now
+        self._pending += len(now) - len(before)
+
+    def _live(self, entry: tuple[int, str]) -> bool:
+        return entry[0] in self._current.get(entry[1], ())
 
     def next_due(self) -> int | None:
+        while self._heap and not self._live(self._heap[0]):
+            heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: int) -> list[tuple[int, str]]:
@@ -35,10 +46,16 @@ class DeadlineIndex:
         due = []
         while self._heap and self._heap[0][0] <= now:
             entry = heapq.heappop(self._heap)
-            self._known.discard(entry)
-            due.append(entry)
+            if self._live(entry):
+                dues = self._current[entry[1]]
+                dues.discard(entry[0])
+                if not dues:
+                    del self._current[entry[1]]
+                self._pending -= 1
+                due.append(entry)
         return due
 
     def clear(self) -> None:
         self._heap.clear()
-        self._known.clear()
+        self._current.clear()
+        self._pending = 0

@@ -5,8 +5,8 @@ buffer, one message per event-loop step, and makes the agent wait when the
 buffer fills: that capped a worker at a few hundred events a second. Here a
 write goes straight into the partition's RocksDB and is queued as a (key,
 value) changelog record (None: a tombstone); `send_changelog` hands the queue
-to the producer, in order, to the partition's changelog partition, and records
-the last offset as persisted, as Faust does for its own writes. Faust flushes
+to the producer, to each partition's changelog partition, and records the last
+offset as persisted, as Faust does for its own writes. Faust flushes
 the producer before it commits the input offsets, and restores the table from
 the changelog as ever.
 
@@ -25,7 +25,9 @@ class PartitionWriter:
     def __init__(self, table: faust.Table):
         self.table = table
         self.partition: int = 0
-        self.changes: list[tuple[bytes, bytes | None]] = []  # changelog records not sent yet
+        # Changelog records not sent yet, per partition: only a key's last value is sent, so a
+        # batch that writes one order several times sends it once (the changelog is compacted).
+        self.changes: dict[int, dict[bytes, bytes | None]] = {}
 
     def db(self):
         return self.table.data._db_for_partition(self.partition)
@@ -39,21 +41,20 @@ class PartitionWriter:
             self.db().delete(key)
         else:
             self.db().put(key, data)
-        self.changes.append((key, data))
+        self.changes.setdefault(self.partition, {})[key] = data
 
     async def send_changelog(self, producer) -> int:
-        """Send the queued records to this partition's changelog; return how many."""
-        changes, self.changes = self.changes, []
-        if not changes:
-            return 0
-        topic, partition = self.table.changelog_topic.get_topic_name(), self.partition
-        for key, data in changes:
-            sent = await producer.send(topic, key, data, partition, None, None)
-        persisted = TP(topic, partition)
+        """Send the queued records to their partitions' changelog; return how many."""
+        changes, self.changes = self.changes, {}
+        topic = self.table.changelog_topic.get_topic_name()
+        for partition, records in changes.items():
+            for key, data in records.items():
+                sent = await producer.send(topic, key, data, partition, None, None)
+            persisted = TP(topic, partition)
 
-        def on_sent(future) -> None:
-            # What Faust's own writes do: at startup, the restore starts after this offset.
-            if not future.cancelled() and future.exception() is None:
-                self.table.data.set_persisted_offset(persisted, future.result().offset)
-        sent.add_done_callback(on_sent)
-        return len(changes)
+            def on_sent(future, persisted=persisted) -> None:
+                # What Faust's own writes do: at startup, the restore starts after this offset.
+                if not future.cancelled() and future.exception() is None:
+                    self.table.data.set_persisted_offset(persisted, future.result().offset)
+            sent.add_done_callback(on_sent)
+        return sum(len(records) for records in changes.values())
