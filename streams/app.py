@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import faust
+from aiokafka import TopicPartition
 from faust.types import TP, EventT
 
 from orderflow.tables.direct import PartitionWriter
@@ -29,6 +30,7 @@ from .config import Config
 from .inventory_worker import register_inventory
 from .lifecycle import Policy
 from .order_book import OrderBook
+from .read_positions import ReadPositions, Verdict
 from .tansu import shorten_fetch_wait, use_fetched_end_offsets
 from .views import register_views
 
@@ -185,8 +187,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     # (never ahead of the clock). Events are applied at stream time, as a replay
     # does, so a backlog after downtime is not judged by the wall clock.
     stream_time: dict = {}
-    next_offset: dict = {}  # per input partition, the next offset to process
-    rewound: dict = {}  # per input partition, the gap last read again (see skipped_ahead)
+    positions = ReadPositions()
 
     def handle(event: EventT) -> list[dict]:
         message = event.message
@@ -210,9 +211,8 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     async def forget_partitions(_app, revoked, **_kwargs) -> None:
         # A partition that comes back is judged afresh by its committed offset.
         for tp in revoked:
-            next_offset.pop(tp, None)
+            positions.forget(tp)
             stream_time.pop(tp, None)
-            rewound.pop(tp, None)
 
     def safe_time() -> int:
         """Deadlines up to this time may fire: the clock, unless a partition is still
@@ -224,26 +224,27 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
             highwater = app.consumer.highwater(tp)
             # Before this worker processed any event of the partition, what is committed
             # counts (the fetch position may already stand past a backlog not yet processed).
-            done = next_offset.get(tp, committed(tp.topic, tp.partition))
+            done = positions.next_offset(tp, committed(tp.topic, tp.partition))
             if highwater is None or done < highwater:
                 now = min(now, stream_time.get(tp, -1))
         return now
 
     async def skipped_ahead(message) -> bool:
-        """Faust drops records fetched for a partition that is not active yet (during a changelog
-        restore), and the seek before may already have happened: a message then arrives past
-        offsets never delivered, which nothing would process or commit. Read the partition again
-        from the first missing offset, once per gap (a real gap, e.g. a transaction marker, stays)."""
-        expected = next_offset.get(message.tp, committed(message.topic, message.partition))
-        next_offset[message.tp] = max(expected, message.offset + 1)
-        if message.offset <= expected or rewound.get(message.tp) == expected:
-            return False
-        rewound[message.tp] = expected
-        next_offset[message.tp] = expected
-        log.warning("%s/%d: offsets %d..%d were never delivered; reading them again",
-                    message.topic, message.partition, expected, message.offset - 1)
-        await app.consumer.seek(message.tp, expected)
-        return True
+        """True if the message must not be processed now (see read_positions)."""
+        tp, offset = message.tp, message.offset
+        base = committed(message.topic, message.partition)
+        if positions.unsure(tp, offset, base):
+            # Faust learns the committed offset at its seek, which can come after the first records.
+            thread = app.consumer._thread
+            base = await thread.call_thread(thread._ensure_consumer().committed,
+                                            TopicPartition(tp.topic, tp.partition)) or 0
+        verdict = positions.judge(tp, offset, base)
+        if verdict is Verdict.REWIND:
+            start = positions.rewind_to(tp)
+            log.warning("%s/%d: offsets %d..%d were never delivered; reading them again",
+                        message.topic, message.partition, start, offset - 1)
+            await app.consumer.seek(tp, start)
+        return verdict is not Verdict.PROCESS
 
     @app.agent(source, name="orders")
     async def process(stream):

@@ -16,7 +16,9 @@ import heapq
 class DeadlineIndex:
     def __init__(self) -> None:
         self._heap: list[tuple[int, str]] = []
-        self._current: dict[str, set[int]] = {}  # per order, the dues it has and not yet popped
+        # Per order, the dues it has and that were not popped yet (a tuple: an order has a few,
+        # and a million orders must fit in memory).
+        self._current: dict[str, tuple[int, ...]] = {}
         self._pending = 0
 
     def __len__(self) -> int:
@@ -25,10 +27,11 @@ class DeadlineIndex:
 
     def track(self, order_id: str, deadlines: dict[str, int]) -> None:
         """The order's deadlines now (all of them: dues it no longer lists are forgotten)."""
-        now = set(deadlines.values())
-        before = self._current.pop(order_id, set())
-        for due in now - before:
-            heapq.heappush(self._heap, (due, order_id))
+        now = tuple(set(deadlines.values()))
+        before = self._current.pop(order_id, ())
+        for due in now:
+            if due not in before:
+                heapq.heappush(self._heap, (due, order_id))
         if now:
             self._current[order_id] = now
         self._pending += len(now) - len(before)
@@ -47,10 +50,9 @@ class DeadlineIndex:
         while self._heap and self._heap[0][0] <= now:
             entry = heapq.heappop(self._heap)
             if self._live(entry):
-                dues = self._current[entry[1]]
-                dues.discard(entry[0])
-                if not dues:
-                    del self._current[entry[1]]
+                left = tuple(other for other in self._current.pop(entry[1]) if other != entry[0])
+                if left:
+                    self._current[entry[1]] = left
                 self._pending -= 1
                 due.append(entry)
         return due

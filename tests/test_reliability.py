@@ -147,7 +147,9 @@ def test_crash_kill9_mid_stream_then_restart_matches_replay(own_broker, tmp_path
 
 
 SCALE_PARTITIONS = 8
-SCALE_ORDERS = sized(1_500, 20_000)
+# Enough backlog that the fourth worker joins, and one stops, before the three are done: the whole
+# input is published first (the replay's time must not pass while workers wait for more).
+SCALE_ORDERS = sized(8_000, 20_000)
 
 
 def test_scale_out_add_and_stop_workers_mid_stream_matches_replay(own_broker, tmp_path, record_property):
@@ -175,7 +177,7 @@ def test_scale_out_add_and_stop_workers_mid_stream_matches_replay(own_broker, tm
                 # The fourth worker starts once the three are busy, so that it joins well before the end
                 # even on a fast machine; the stop follows as soon as it is ready (and some work is done).
                 total = len(expected.outputs)
-                assert await log.wait(lambda out: len(out.ids) >= total // 10, timeout), len(log.ids)
+                assert await log.wait(lambda out: len(out.ids) >= total // 50, timeout), len(log.ids)
                 figures["outputs_seen_at_join"] = len(log.ids)
                 workers["w4"] = WorkerProcess(bootstrap, tmp_path / "w4", **settings)
                 await asyncio.to_thread(workers["w4"].wait_ready, 120)

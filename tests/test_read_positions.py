@@ -1,0 +1,57 @@
+"""The order agent's judgement of each input record's offset (streams/read_positions.py)."""
+from __future__ import annotations
+
+from orderflow.streams.read_positions import ReadPositions, Verdict
+
+TP = ("order-events", 7)
+
+
+def judge_all(positions, offsets, committed=0):
+    return [positions.judge(TP, offset, committed).name for offset in offsets]
+
+
+def test_records_in_order_are_processed_from_the_committed_offset():
+    positions = ReadPositions()
+    assert judge_all(positions, [5, 6, 7], committed=5) == ["PROCESS"] * 3
+    assert positions.next_offset(TP, committed=5) == 8
+
+
+def test_a_gap_is_read_again_and_records_fetched_before_the_re_read_are_dropped():
+    """The records past the one that showed the gap were fetched before the seek: processing them
+    would apply a partition's events out of order (a SHIPPED after its COLLECTED)."""
+    positions = ReadPositions()
+    assert judge_all(positions, [0, 1]) == ["PROCESS", "PROCESS"]
+    assert positions.judge(TP, 10, 0) is Verdict.REWIND and positions.rewind_to(TP) == 2
+    assert judge_all(positions, [11, 12]) == ["DROP", "DROP"]          # in flight from before the seek
+    assert judge_all(positions, [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]) == ["PROCESS"] * 11  # the re-read
+    assert positions.next_offset(TP, 0) == 13
+
+
+def test_a_gap_the_re_read_confirms_is_accepted_once():
+    positions = ReadPositions()
+    judge_all(positions, [0, 1])
+    assert positions.judge(TP, 5, 0) is Verdict.REWIND
+    assert judge_all(positions, [4, 5, 6]) == ["PROCESS"] * 3  # offsets 2..3 are not there (a marker)
+    assert positions.judge(TP, 9, 0) is Verdict.REWIND          # a new gap is read again, once
+
+
+def test_a_record_seen_before_is_processed_as_a_duplicate_and_moves_nothing_back():
+    positions = ReadPositions()
+    judge_all(positions, [3, 4], committed=3)
+    assert positions.judge(TP, 2, 3) is Verdict.PROCESS and positions.next_offset(TP, 3) == 5
+
+
+def test_an_unknown_committed_offset_is_unsure_only_before_the_first_record():
+    positions = ReadPositions()
+    assert positions.unsure(TP, 2116, committed=0) and not positions.unsure(TP, 0, committed=0)
+    assert not positions.unsure(TP, 2116, committed=2116)
+    positions.judge(TP, 2116, 2116)
+    assert not positions.unsure(TP, 2117, committed=0)
+
+
+def test_a_partition_that_comes_back_is_judged_afresh():
+    positions = ReadPositions()
+    judge_all(positions, [0, 1, 2])
+    positions.judge(TP, 9, 0)
+    positions.forget(TP)
+    assert positions.next_offset(TP, committed=40) == 40 and positions.judge(TP, 40, 40) is Verdict.PROCESS
