@@ -18,6 +18,7 @@ from orderflow.streams.admin import ensure_topics
 from orderflow.streams.broker import EmbeddedBroker, broker_binary
 from orderflow.streams.config import Config
 from orderflow.streams.simulator import Simulator
+from orderflow.streams.tansu import true_end_offsets
 
 PARTITIONS = 4
 
@@ -46,29 +47,42 @@ async def publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-async def consumed(bootstrap: str, group: str, topic: str) -> int:
-    """How many records of `topic` the group has committed."""
+async def wait_committed(bootstrap: str, group: str, topic: str, total: int, timeout: float,
+                         poll: float = 0.25) -> float:
+    """Seconds until `group` committed `total` records of `topic`. One client asks all along:
+    a client started per poll would take CPU from the worker being measured."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    started = time.monotonic()
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             await consumer.topics()
             partitions = consumer.partitions_for_topic(topic) or set()
-        committed = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
-        return sum(offset for offset in committed if offset)
+        while True:
+            committed = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
+            if sum(offset for offset in committed if offset) >= total:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{group} did not consume {total} records of {topic} in {timeout} s")
+            await asyncio.sleep(poll)
     finally:
         await consumer.stop()
 
 
-def wait_consumed(bootstrap: str, group: str, topic: str, total: int, timeout: float, poll: float = 0.25) -> float:
+def wait_consumed(bootstrap: str, group: str, topic: str, total: int, timeout: float) -> float:
     """Seconds until the group committed `total` records of `topic`."""
-    started = time.monotonic()
-    while asyncio.run(consumed(bootstrap, group, topic)) < total:
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{group} did not consume {total} records of {topic} in {timeout} s")
-        time.sleep(poll)
-    return time.monotonic() - started
+    return asyncio.run(wait_committed(bootstrap, group, topic, total, timeout))
+
+
+def wait_drained(bootstrap: str, group: str, topic: str, timeout: float) -> float:
+    """Seconds until the group committed every record `topic` holds now (e.g. the worker's own
+    analytics facts, which it aggregates after the events that caused them)."""
+    async def drained() -> float:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await true_end_offsets({"bootstrap_servers": bootstrap}, partitions)
+        return await wait_committed(bootstrap, group, topic, sum(ends.values()), timeout)
+    return asyncio.run(drained())
 
 
 def start_worker(bootstrap: str, data_dir: Path, **settings: str) -> subprocess.Popen:

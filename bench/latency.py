@@ -24,6 +24,7 @@ from orderflow.streams import messages, topics
 from orderflow.streams.clock import wall_ms
 from orderflow.streams.codec import codec_for_topic
 from orderflow.streams.simulator import Simulator
+from orderflow.streams.tansu import FETCH_WAIT_MS
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -36,7 +37,7 @@ async def round_trips(bootstrap: str, in_topic: str, out_topic: str, rate: float
     """Send created events to `in_topic` at `rate`/s; return the seconds until each one's answer on `out_topic`."""
     # A short fetch wait: the embedded broker holds a waiting fetch for all of it.
     consumer = AIOKafkaConsumer(out_topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                group_id=f"bench-latency-{time.monotonic_ns()}", fetch_max_wait_ms=20)
+                                group_id=f"bench-latency-{time.monotonic_ns()}", fetch_max_wait_ms=FETCH_WAIT_MS)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await consumer.start()
     await producer.start()

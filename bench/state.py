@@ -29,6 +29,7 @@ from orderflow.streams import messages, topics
 from orderflow.streams.clock import wall_ms
 from orderflow.streams.codec import codec_for_topic
 from orderflow.streams.simulator import Simulator
+from orderflow.streams.tansu import FETCH_WAIT_MS
 
 MIN = 60_000
 
@@ -57,8 +58,9 @@ async def sleep_lag(samples: int = 200) -> list[float]:
 async def reminder_lags(bootstrap: str, probes: int, spread_s: float) -> list[float]:
     """Publish probe orders whose 15-minute reminder is due over the next `spread_s`; measure the lag."""
     reminders = codec_for_topic(topics.REMINDERS)
+    # The broker holds a waiting fetch for its whole wait (see streams/tansu.py): keep it short, as the worker does.
     consumer = AIOKafkaConsumer(topics.REMINDERS.name, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                group_id=f"bench-timers-{time.monotonic_ns()}")
+                                group_id=f"bench-timers-{time.monotonic_ns()}", fetch_max_wait_ms=FETCH_WAIT_MS)
     await consumer.start()
     while not consumer.assignment():
         await asyncio.sleep(0.05)
@@ -119,6 +121,9 @@ def main() -> None:
         worker = common.start_worker(bootstrap, data)
         loading = common.wait_consumed(bootstrap, "orderflow", topics.ORDER_EVENTS.name, len(load), timeout=7200)
         print(f"loaded {len(load):,} open orders ({3 * len(load):,} pending deadlines) in {loading:.0f} s")
+        # The lag is measured on a worker at rest: not while it still aggregates the load's analytics facts.
+        settling = common.wait_drained(bootstrap, "orderflow", topics.ANALYTICS_FACTS.name, timeout=7200)
+        print(f"    and its analytics facts {settling:.0f} s later")
 
         baseline = asyncio.run(sleep_lag())
         lags = asyncio.run(reminder_lags(bootstrap, args.probes, spread_s=10.0))
