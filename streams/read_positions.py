@@ -6,7 +6,10 @@ then arrives past offsets never delivered, which nothing would process or
 commit. The agent reads the partition again from the first missing offset,
 once per gap. Until the re-read arrives, records fetched before it (past the
 one that showed the gap) are dropped: they come again, in order. A gap the
-re-read confirms (e.g. a transaction marker) is accepted.
+re-read confirms (e.g. a transaction marker) is accepted, and so is a
+committed offset past the gap (Faust seeks there too). A partition whose
+committed offset Faust has not learnt yet would look like one gap from
+offset 0: the agent asks the broker first (`unsure`).
 (faust-streaming 0.15.3, aiokafka 0.14.0.)
 """
 from __future__ import annotations
@@ -17,14 +20,14 @@ from typing import Hashable
 
 class Verdict(Enum):
     PROCESS = "process"
-    DROP = "drop"        # it comes again with the re-read
+    DROP = "drop"        # fetched before the re-read: it comes again in order
     REWIND = "rewind"    # read again from `rewind_to(tp)`; this record comes again too
 
 
 class ReadPositions:
     def __init__(self) -> None:
         self._next: dict[Hashable, int] = {}  # per partition, the next offset to process
-        self._gaps: dict[Hashable, tuple[int, int]] = {}  # per partition, (first missing, offset that showed it)
+        self._gaps: dict[Hashable, tuple[int, int]] = {}  # per partition, (first missing offset, offset that showed it)
 
     def next_offset(self, tp: Hashable, committed: int) -> int:
         """The next offset to process; before any record of the partition, the committed offset."""
@@ -36,7 +39,8 @@ class ReadPositions:
         return tp not in self._next and not committed and offset > 0
 
     def judge(self, tp: Hashable, offset: int, committed: int) -> Verdict:
-        expected = self._next.get(tp, committed)
+        # What is committed is done, also when Faust committed past a gap being read again.
+        expected = max(self._next.get(tp, committed), committed)
         if offset <= expected:  # in order, or a record processed before (handled as a duplicate)
             self._next[tp] = max(expected, offset + 1)
             return Verdict.PROCESS

@@ -55,3 +55,12 @@ def test_a_partition_that_comes_back_is_judged_afresh():
     positions.judge(TP, 9, 0)
     positions.forget(TP)
     assert positions.next_offset(TP, committed=40) == 40 and positions.judge(TP, 40, 40) is Verdict.PROCESS
+
+
+def test_a_commit_past_a_gap_ends_the_drops():
+    """Faust commits what a batch acked and seeks to it: records from there on are processed."""
+    positions = ReadPositions()
+    judge_all(positions, [0, 1])
+    assert positions.judge(TP, 10, 0) is Verdict.REWIND
+    assert positions.judge(TP, 11, 0) is Verdict.DROP
+    assert judge_all(positions, [12, 13], committed=12) == ["PROCESS", "PROCESS"]
