@@ -30,8 +30,9 @@ class ReadPositions:
         self._gaps: dict[Hashable, tuple[int, int]] = {}  # per partition, (first missing offset, offset that showed it)
 
     def next_offset(self, tp: Hashable, committed: int) -> int:
-        """The next offset to process; before any record of the partition, the committed offset."""
-        return self._next.get(tp, committed)
+        """The next offset to process; before any record of the partition, the committed offset.
+        What is committed is done, also when Faust committed past a gap being read again."""
+        return max(self._next.get(tp, committed), committed)
 
     def unsure(self, tp: Hashable, offset: int, committed: int) -> bool:
         """True when this record would be judged against a committed offset of 0 that may just not
@@ -39,8 +40,7 @@ class ReadPositions:
         return tp not in self._next and not committed and offset > 0
 
     def judge(self, tp: Hashable, offset: int, committed: int) -> Verdict:
-        # What is committed is done, also when Faust committed past a gap being read again.
-        expected = max(self._next.get(tp, committed), committed)
+        expected = self.next_offset(tp, committed)
         if offset <= expected:  # in order, or a record processed before (handled as a duplicate)
             self._next[tp] = max(expected, offset + 1)
             return Verdict.PROCESS
