@@ -6,18 +6,23 @@ records); iteration covers every partition this worker holds, through Faust.
 """
 from __future__ import annotations
 
-import json
 from typing import Iterator, MutableMapping
+
+import orjson
 
 from .direct import PartitionWriter
 
 
+# Values hold strings, 64-bit integers (Avro's longs), booleans, nulls, lists and objects keyed by
+# strings, never floats (no field of the schemas is one). For those orjson writes the very bytes of
+# json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode() and reads them back alike,
+# several times faster: values stored before it came in decode as they did.
 def encode(value: dict) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(value)
 
 
 def decode(data: bytes) -> dict:
-    return json.loads(data)
+    return orjson.loads(data)
 
 
 class JsonTable(MutableMapping[str, dict]):
