@@ -43,6 +43,10 @@ class Config:
     web_bind: str = "127.0.0.1"
     web_port: int = 6066
     api_token: str = field(default="", repr=False)
+    # Fault injection, for tests only (streams/worker/protocol.py): "STEP:N" kills the worker the
+    # N-th time a batch reaches STEP; "TOPIC:N" makes the N-th record sent to TOPIC fail.
+    crash_after: str = ""
+    fail_delivery: str = ""
 
     @property
     def tansu(self) -> bool:

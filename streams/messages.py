@@ -9,7 +9,6 @@ from .codec import codec_for_topic
 from .lifecycle.order import output_id
 
 EVENTS = codec_for_topic(topics.ORDER_EVENTS)
-TICKS = codec_for_topic(topics.TIMER_TICKS)
 INVENTORY = codec_for_topic(topics.INVENTORY_EVENTS)
 REQUESTS = codec_for_topic(topics.STOCK_REQUESTS)
 REPLIES = codec_for_topic(topics.STOCK_REPLIES)
@@ -50,10 +49,11 @@ def output_key(output: dict) -> bytes:
     return (output.get("sku_id") if output["output"] == "stock_request" else output.get("order_id") or "").encode()
 
 
-def undecodable(topic: str, partition: int, offset: int, why: Exception, at: int) -> dict:
-    """The dead letter of an input message that could not be decoded at all."""
+def rejected(topic: str, partition: int, offset: int, reason: str, at: int, order_id: str | None = None) -> dict:
+    """The dead letter of an input message that never became a step of the core (undecodable, or
+    its step failed); its id comes from where the message was read, so a retry repeats it."""
     return {"output": "dead_letter", "output_id": output_id("", f"{topic}/{partition}/{offset}", 0),
-            "order_id": None, "at": at, "reason": f"undecodable message: {why}", "event": None}
+            "order_id": order_id, "at": at, "reason": reason, "event": None}
 
 
 # The decoded event rides along for readers without Avro tools, unless the original

@@ -74,7 +74,7 @@ def replay(lines: Iterable[Line], until: int, policy: Policy, book: OrderBook | 
     clock: int | None = None
     for line in lines:
         if line.event is None:
-            book.count_undecodable()
+            book.count_failed()
             yield {"output": "dead_letter", "output_id": output_id("", f"line@{line.number}", 0),
                    "order_id": None, "at": clock,
                    "reason": line.problem, "event": None}

@@ -39,11 +39,6 @@ ANALYTICS = TopicSpec(
 DEAD_LETTERS = TopicSpec(
     "order-dead-letters", "DeadLetter", "Rejected input with its reason and the original payload.",
 )
-TIMER_TICKS = TopicSpec(
-    "orderflow-timer-ticks", "TimerTick",
-    "Due deadlines handed from the timer to the order agent, co-partitioned with order-events.",
-    internal=True,
-)
 ANALYTICS_FACTS = TopicSpec(
     "orderflow-analytics-facts", "AnalyticsFact",
     "What orders did, for the analytics windows, keyed by region|shop_id (the row they count in).",
@@ -61,8 +56,8 @@ STOCK_REPLIES = TopicSpec(
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    ORDER_EVENTS, INVENTORY_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, TIMER_TICKS,
-    ANALYTICS_FACTS, STOCK_REQUESTS, STOCK_REPLIES,
+    ORDER_EVENTS, INVENTORY_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, ANALYTICS_FACTS,
+    STOCK_REQUESTS, STOCK_REPLIES,
 )
 
 # Where each kind of core output is published.

@@ -32,6 +32,7 @@ import faust
 from aiohttp import web
 from yarl import URL
 
+from orderflow.tables.direct import partition_db
 from orderflow.tables.json_table import decode
 from orderflow.tables.orders import TABLE_NAME
 
@@ -114,7 +115,7 @@ class OrderApi:
     def __init__(self, worker):
         self.worker = worker
         self.app: faust.App = worker.app
-        self.orders = worker.book.orders
+        self.orders = worker.orders
         self.zone_of = time_zones(worker.book.policy)
         token = worker.config.api_token
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -123,15 +124,13 @@ class OrderApi:
 
     def _orders_by_id(self, after: str | None) -> Iterator[dict]:
         """This worker's orders in id order, from just after `after`: a RocksDB seek per
-        active partition, so a page costs its own size. Faust's store keeps one database
-        per partition but has no seek of its own, hence its internals here."""
+        active partition, so a page costs its own size (Faust's store has no seek of its own)."""
         table = self.worker.orders_table
-        store = table.data
         start = after.encode() + b"\0" if after is not None else None
-        scans = [store._dbs[tp.partition].items(from_key=start) for tp in self.app.assignor.assigned_actives()
-                 if tp.topic == table.changelog_topic_name and tp.partition in store._dbs]
+        scans = [partition_db(table, tp.partition).items(from_key=start) for tp in self.app.assignor.assigned_actives()
+                 if tp.topic == table.changelog_topic_name]
         for key, value in heapq.merge(*scans, key=lambda item: item[0]):
-            if key != store.offset_key:
+            if key != table.data.offset_key:
                 yield decode(value)
 
     async def _candidates(self, query: Query) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import faust
 
-from .direct import PartitionWriter
+from .direct import PartitionBatch
 from .json_table import decode, encode
 from .orders import ROCKSDB_OPTIONS
 
@@ -35,57 +35,49 @@ def _key(expires: int, key: str) -> bytes:
 
 
 class AnalyticsTable:
-    """The table as the Aggregator's Store, for one partition at a time (`partition`).
-
-    Written straight into the partition's RocksDB, changelog records sent by the agent
-    (tables/direct.py), with tombstones for dropped entries.
-    """
+    """The table as the Aggregator's Store, for the partition of the batch being processed (`batch`,
+    set by the worker with `open`): written to the changelog and RocksDB when the batch is durable
+    (tables/direct.py), with tombstones for dropped entries."""
 
     def __init__(self, table: faust.Table):
-        self.writer = PartitionWriter(table)
+        self.table = table
+        self.batch: PartitionBatch | None = None
         # Per partition, where the last expiry stopped: seeking past it skips the deleted keys'
         # tombstones, which RocksDB would otherwise step over on every scan until compaction.
         self._swept: dict[int, bytes] = {}
 
-    @property
-    def partition(self) -> int:
-        return self.writer.partition
-
-    @partition.setter
-    def partition(self, partition: int) -> None:  # set by the agent for each partition's facts
-        self.writer.partition = partition
+    def open(self, partition: int) -> PartitionBatch:
+        self.batch = PartitionBatch(self.table, partition)
+        return self.batch
 
     def get(self, expires: int, key: str) -> dict | None:
-        data = self.writer.read(_key(expires, key))
+        data = self.batch.get(_key(expires, key))
         return None if data is None else decode(data)
 
     def put(self, expires: int, key: str, value: dict) -> None:
-        self.writer.write(_key(expires, key), encode(value))
+        self.batch.put(_key(expires, key), encode(value))
 
     def _time_key(self) -> bytes:
-        return b"~stream-time\x1f%d" % self.partition  # '~' sorts after every expiry prefix: never expires
+        return b"~stream-time\x1f%d" % self.batch.partition  # '~' sorts after every expiry prefix: never expires
 
     @property
     def time(self) -> int | None:
-        data = self.writer.read(self._time_key())
+        data = self.batch.get(self._time_key())
         return None if data is None else int(data)
 
     @time.setter
     def time(self, value: int) -> None:
-        self.writer.write(self._time_key(), b"%d" % value)
+        self.batch.put(self._time_key(), b"%d" % value)
 
     def expire(self, now: int) -> int:
-        partition = self.partition
+        partition = self.batch.partition
         bound = _expiry_prefix(now)
         dead = []
-        for key in self.writer.db().keys(from_key=self._swept.get(partition, b"")):
+        for key in self.batch.stored_keys(self._swept.get(partition, b"")):
             if key[:len(bound)] > bound:
                 break
             dead.append(key)
         for key in dead:
-            self.writer.write(key, None)  # deleted, with a tombstone for this partition's changelog
+            self.batch.put(key, None)  # deleted, with a tombstone for this partition's changelog
         self._swept[partition] = _expiry_prefix(now + 1)
         return len(dead)
-
-    async def send_changelog(self, producer) -> int:
-        return await self.writer.send_changelog(producer)

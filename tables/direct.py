@@ -1,60 +1,70 @@
-"""Writing a Faust RocksDB table one partition at a time, without Faust's per-key path.
+"""One batch's writes to one partition of a Faust RocksDB table, held until the batch is durable.
 
-Faust sends a changelog message for every table write through its send
-buffer, one message per event-loop step, and makes the agent wait when the
-buffer fills: that capped a worker at a few hundred events a second. Here a
-write goes straight into the partition's RocksDB and is queued as a (key,
-value) changelog record (None: a tombstone); `send_changelog` hands the queue
-to the producer, to each partition's changelog partition, and records the last
-offset as persisted, as Faust does for its own writes. Faust flushes
-the producer before it commits the input offsets, and restores the table from
-the changelog as ever.
+Reads go through to the partition's RocksDB; writes stay in memory, decoded,
+so a key written several times in a batch is encoded and sent once. The
+worker's batch protocol (streams/worker/protocol.py) then sends `records()`
+to the table's changelog and, once they are delivered, `store()` writes them
+to RocksDB in one write batch together with the changelog offset Faust's
+recovery starts from. Until then nothing of the batch is on disk.
 
-Every key written must belong to the partition being processed (`partition`,
-set by the agent): the input is co-partitioned with the table's keys.
-Relies on the RocksDB store of faust-streaming 0.15.3 (pinned): one database
-per partition (`_db_for_partition`) and `set_persisted_offset`.
+Faust's RocksDB store keeps one database per partition but offers no public
+way to reach it: `partition_db` is the one place that does (faust-streaming
+0.15.3, pinned; tests/test_direct_table.py fails if an upgrade changes it).
 """
 from __future__ import annotations
 
+from typing import Any, Callable, Iterator
+
 import faust
-from faust.types import TP
+from rocksdict import WriteBatch
 
 
-class PartitionWriter:
-    def __init__(self, table: faust.Table):
+def partition_db(table: faust.Table, partition: int):
+    """The RocksDB database (rocksdict, raw mode) of one partition of a Faust table."""
+    return table.data._db_for_partition(partition)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class PartitionBatch:
+    def __init__(self, table: faust.Table, partition: int, encode: Callable[[Any], bytes] = _same,
+                 decode: Callable[[bytes], Any] = _same):
         self.table = table
-        self.partition: int = 0
-        # Changelog records not sent yet, per partition: only a key's last value is sent, so a
-        # batch that writes one order several times sends it once (the changelog is compacted).
-        self.changes: dict[int, dict[bytes, bytes | None]] = {}
+        self.partition = partition
+        self.db = partition_db(table, partition)
+        self._encode, self._decode = encode, decode
+        self.changed: dict[bytes, Any] = {}  # key -> value after the batch (None: deleted)
 
-    def db(self):
-        return self.table.data._db_for_partition(self.partition)
+    def get(self, key: bytes) -> Any:
+        if key in self.changed:
+            return self.changed[key]
+        data = self.db.get(key)
+        return None if data is None else self._decode(data)
 
-    def read(self, key: bytes) -> bytes | None:
-        return self.db().get(key)
+    def put(self, key: bytes, value: Any) -> None:
+        """Put (or delete, with None) at the end of the batch."""
+        self.changed[key] = value
 
-    def write(self, key: bytes, data: bytes | None) -> None:
-        """Put (or delete, with None) now; the changelog record waits for send_changelog."""
-        if data is None:
-            self.db().delete(key)
-        else:
-            self.db().put(key, data)
-        self.changes.setdefault(self.partition, {})[key] = data
+    def stored_keys(self, start: bytes) -> Iterator[bytes]:
+        """Keys on disk from `start` on, in order (writes of this batch not included)."""
+        return self.db.keys(from_key=start)
 
-    async def send_changelog(self, producer) -> int:
-        """Send the queued records to their partitions' changelog; return how many."""
-        changes, self.changes = self.changes, {}
-        topic = self.table.changelog_topic.get_topic_name()
-        for partition, records in changes.items():
-            for key, data in records.items():
-                sent = await producer.send(topic, key, data, partition, None, None)
-            persisted = TP(topic, partition)
+    def records(self) -> list[tuple[bytes, bytes | None]]:
+        """The changelog records of the batch: each changed key once, with its last value."""
+        return [(key, None if value is None else self._encode(value)) for key, value in self.changed.items()]
 
-            def on_sent(future, persisted=persisted) -> None:
-                # What Faust's own writes do: at startup, the restore starts after this offset.
-                if not future.cancelled() and future.exception() is None:
-                    self.table.data.set_persisted_offset(persisted, future.result().offset)
-            sent.add_done_callback(on_sent)
-        return sum(len(records) for records in changes.values())
+    def store(self, records: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
+        """Write the records and the last changelog offset they were delivered at, atomically."""
+        batch = WriteBatch(raw_mode=True)
+        for key, data in records:
+            if data is None:
+                batch.delete(key)
+            else:
+                batch.put(key, data)
+        if changelog_offset is not None:
+            # Faust's own format (see Store.set_persisted_offset): recovery resumes after it.
+            batch.put(self.table.data.offset_key, str(changelog_offset).encode())
+        self.db.write(batch)
+        self.changed = {}

@@ -1,16 +1,17 @@
 """A Faust table of bytes seen as a mapping of str keys to JSON-ready dicts (compact JSON values).
 
-Reads and writes go to the partition being processed, straight to its RocksDB
-(tables/direct.py: the agent sets the partition and sends the changelog
-records); iteration covers every partition this worker holds, through Faust.
+Reads and writes go to the batch of the partition being processed
+(tables/direct.py: written to the changelog and RocksDB when the batch is
+durable); iteration covers every partition this worker holds, through Faust.
 """
 from __future__ import annotations
 
 from typing import Iterator, MutableMapping
 
+import faust
 import orjson
 
-from .direct import PartitionWriter
+from .direct import PartitionBatch, partition_db
 
 
 # Values hold strings, 64-bit integers (Avro's longs), booleans, nulls, lists and objects keyed by
@@ -26,36 +27,50 @@ def decode(data: bytes) -> dict:
 
 
 class JsonTable(MutableMapping[str, dict]):
-    def __init__(self, writer: PartitionWriter):
-        self.writer = writer
+    """The mapping the core sees: reads and writes go to `batch` (the partition being processed,
+    set by the worker); iteration and `lookup` cover every partition this worker holds."""
+
+    def __init__(self, table: faust.Table):
+        self.table = table
+        self.batch: PartitionBatch | None = None
+
+    def open(self, partition: int) -> PartitionBatch:
+        """A batch of writes to one partition, with the orders decoded."""
+        return PartitionBatch(self.table, partition, encode, decode)
 
     def __getitem__(self, key: str) -> dict:
-        data = self.writer.read(key.encode())
-        if data is None:
+        value = self.batch.get(key.encode())
+        if value is None:
             raise KeyError(key)
-        return decode(data)
+        return value
 
     def get(self, key: str, default=None):
-        data = self.writer.read(key.encode())
-        return default if data is None else decode(data)
+        value = self.batch.get(key.encode())
+        return default if value is None else value
 
     def lookup(self, key: str) -> dict | None:
         """The value in whichever partition this worker holds it (outside an agent: the order API)."""
-        data = self.writer.table.get(key.encode())
+        data = self.table.get(key.encode())
         return None if data is None else decode(data)
 
     def __setitem__(self, key: str, value: dict) -> None:
-        self.writer.write(key.encode(), encode(value))
+        self.batch.put(key.encode(), value)
 
     def __delitem__(self, key: str) -> None:
         self[key]  # KeyError when absent, as a mapping must
-        self.writer.write(key.encode(), None)
+        self.batch.put(key.encode(), None)
 
     def __iter__(self) -> Iterator[str]:
-        return (key.decode() for key in self.writer.table.keys())
+        return (key.decode() for key in self.table.keys())
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.writer.table.keys())
+        return sum(1 for _ in self.table.keys())
 
     def items(self) -> Iterator[tuple[str, dict]]:
-        return ((key.decode(), decode(value)) for key, value in self.writer.table.items())
+        return ((key.decode(), decode(value)) for key, value in self.table.items())
+
+    def partition_items(self, partition: int) -> Iterator[tuple[str, dict]]:
+        """The stored orders of one partition (what is on disk, not a batch in progress)."""
+        offset_key = self.table.data.offset_key
+        return ((key.decode(), decode(value)) for key, value in partition_db(self.table, partition).items()
+                if key != offset_key)

@@ -88,7 +88,8 @@ def hostile_messages(t0: int) -> list[Bad]:
         return Bad(name, key, value, reason)
 
     valid = raw(created("hostile-template", t0))
-    tick = codec_for("TimerTick").encode({"order_id": "hostile-tick", "due": t0})
+    reply = codec_for("StockReply").encode({"problem": "OUT_OF_STOCK", "order_id": "hostile-reply", "line": 0,
+                                          "sku_id": "SKU-1", "at": t0, "quantity": 1, "unit_price": "1.00"})
     undecodable = r"^undecodable message: "
     cases = [
         # --- bytes that are no OrderEvent -------------------------------------------------------------------
@@ -107,9 +108,9 @@ def hostile_messages(t0: int) -> list[Bad]:
              b"hostile-template"),
         case("valid Avro with bytes left over", valid + b"\x00\x01\x02\x03\x04",
              undecodable + r"corrupt Avro body: 5 bytes left over after the record$", b"hostile-template"),
-        case("another schema: a TimerTick", tick,
+        case("another schema: a StockReply", reply,
              undecodable + r"unknown writer schema fingerprint 0x[0-9a-f]{16} for OrderEvent "
-                           r"\(it is TimerTick v1: wrong topic\?\)$", b"hostile-tick"),
+                           r"\(it is StockReply v1: wrong topic\?\)$", b"hostile-reply"),
         case("another schema: a StatusChange",
              codec_for("StatusChange").encode({"output_id": "x", "order_id": "hostile-sc", "at": t0,
                                                "from_status": None, "to_status": "UNPAID", "reason": "CREATED"}),

@@ -26,7 +26,7 @@ from orderflow.streams import messages, topics
 from orderflow.streams.codec import codec_for_topic
 from orderflow.streams.inventory import StockRoom
 from orderflow.streams.lifecycle import Policy
-from orderflow.streams.order_book import OrderBook, without_outbox
+from orderflow.streams.order_book import OrderBook
 from orderflow.streams.replay import Line, replay
 from orderflow.streams.simulator import DAY, HOUR, Simulator
 from orderflow.streams.tansu import true_end_offsets
@@ -259,14 +259,10 @@ async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def drained(bootstrap: str, published: Published) -> tuple[bool, dict]:
-    """Have the workers committed every input event and every timer tick sent so far?"""
+    """Have the workers committed every input event published so far?"""
     events = await committed_offsets(bootstrap, published.ends)
-    tick_ends = await topic_ends(bootstrap, topics.TIMER_TICKS.name)
-    ticks = await committed_offsets(bootstrap, tick_ends, topics.TIMER_TICKS.name)
-    done = (all(events.get(p, 0) >= end for p, end in published.ends.items())
-            and all(ticks.get(p, 0) >= end for p, end in tick_ends.items()))
-    return done, {"events_committed": sum(events.values()), "ticks_sent": sum(tick_ends.values()),
-                  "ticks_committed": sum(ticks.values())}
+    done = all(events.get(p, 0) >= end for p, end in published.ends.items())
+    return done, {"events_committed": sum(events.values())}
 
 
 class Stalled(Exception):
@@ -275,7 +271,7 @@ class Stalled(Exception):
 
 async def wait_caught_up(bootstrap: str, log: OutputLog, published: Published, timeout: float,
                          quiet: float = 2.0, stalled: Callable[[], str | None] = lambda: None) -> dict:
-    """Wait until the workers have committed every input event and every timer tick, and no output
+    """Wait until the workers have committed every input event, and no output
     came for `quiet` seconds: then whatever was due by the clock has fired and been applied.
     Returns figures about the wait; raises TimeoutError with them if that never happens, and
     Stalled as soon as `stalled()` names a reason."""
@@ -294,7 +290,7 @@ async def wait_caught_up(bootstrap: str, log: OutputLog, published: Published, t
         elif time.monotonic() - last_new > quiet:
             done, figures = await drained(bootstrap, published)
             if done:
-                await log.quiet(quiet)  # anything still on its way (the committed ticks' outputs)
+                await log.quiet(quiet)  # anything still on its way (deadlines fired once caught up)
                 return {"caught_up_s": round(time.monotonic() - started, 1), **figures}
             last_new = time.monotonic() - quiet / 2  # look again a little later
     raise TimeoutError(f"workers did not catch up in {timeout} s: {figures}, {len(log.ids)} distinct outputs")
@@ -383,7 +379,7 @@ class PartitionCopy:
 
 def rocksdb_copies(data_dirs: Iterable[Path], table: str = "orders") -> list[PartitionCopy]:
     """Every partition database of a table (orders by default) in the workers' data dirs (read after they
-    stopped); values without the orders' outbox, which is not state."""
+    stopped)."""
     found = []
     for data_dir in data_dirs:
         for path in sorted(Path(data_dir).rglob(f"{table}-*.db")):
@@ -395,7 +391,7 @@ def rocksdb_copies(data_dirs: Iterable[Path], table: str = "orders") -> list[Par
                     if key == OFFSET_KEY:
                         offset = int(value)
                     else:
-                        orders[key.decode()] = without_outbox(decode(value))
+                        orders[key.decode()] = decode(value)
             finally:
                 db.close()
             found.append(PartitionCopy(Path(data_dir), partition, offset, orders))
@@ -439,7 +435,7 @@ async def changelog_state(bootstrap: str, topic: str = CHANGELOG) -> tuple[dict[
                     if m.value is None:
                         orders.pop(m.key.decode(), None)
                     else:
-                        orders[m.key.decode()] = without_outbox(decode(m.value))
+                        orders[m.key.decode()] = decode(m.value)
             highwaters = {tp: consumer.highwater(tp) for tp in partitions}
             positions = {tp: await consumer.position(tp) for tp in partitions}
             if all(h is not None and positions[tp] >= h for tp, h in highwaters.items()):

@@ -82,7 +82,8 @@ SAMPLES = [
         "output_id": "dl-2", "at": T0, "reason": "not Avro single-object encoding (bad magic)",
         "source_topic": "order-events", "payload": b"\x00\xffgarbage",
     }),
-    (topics.TIMER_TICKS, {"order_id": "GB-5771230009", "due": T0 + 48 * 3_600_000}),
+    (topics.STOCK_REPLIES, {"problem": "OUT_OF_STOCK", "order_id": "GB-5771230009", "line": 0, "sku_id": "SKU-1",
+                            "at": T0, "quantity": 2, "available": 1, "unit_price": "9.99"}),
 ]
 SAMPLE_IDS = [f"{spec.name}-{i}" for i, (spec, _) in enumerate(SAMPLES)]
 
@@ -173,9 +174,9 @@ def test_bad_v1_messages_raise_schema_error():
 
 
 def test_versions_must_differ_in_more_than_docs():
-    _, schema = schema_versions("TimerTick")[-1]
+    _, schema = schema_versions("StockReply")[-1]
     with pytest.raises(SchemaError, match="same canonical form"):
-        Codec("TimerTick", [(1, schema), (2, {**schema, "doc": "Only the doc changed."})])
+        Codec("StockReply", [(1, schema), (2, {**schema, "doc": "Only the doc changed."})])
 
 
 def test_schema_shape_without_generated_codec_still_works():
@@ -232,9 +233,9 @@ def test_unknown_fingerprint():
 
 
 def test_message_of_another_schema_is_rejected():
-    tick = codec_for("TimerTick").encode({"order_id": "GB-1", "due": T0})
-    with pytest.raises(SchemaError, match=r"unknown writer schema fingerprint .*TimerTick v1"):
-        codec_for("OrderEvent").decode(tick)
+    reply = codec_for("StockReply").encode({"problem": "OUT_OF_STOCK", "order_id": "GB-1", "line": 0, "sku_id": "SKU-1", "at": T0, "quantity": 1, "unit_price": "1.00"})
+    with pytest.raises(SchemaError, match=r"unknown writer schema fingerprint .*StockReply v1"):
+        codec_for("OrderEvent").decode(reply)
 
 
 def test_absurd_length_prefix():
@@ -246,9 +247,9 @@ def test_absurd_length_prefix():
 
 
 def test_trailing_bytes_rejected():
-    data = codec_for("TimerTick").encode({"order_id": "GB-1", "due": T0})
+    data = codec_for("StockReply").encode({"problem": "OUT_OF_STOCK", "order_id": "GB-1", "line": 0, "sku_id": "SKU-1", "at": T0, "quantity": 1, "unit_price": "1.00"})
     with pytest.raises(SchemaError, match="left over"):
-        codec_for("TimerTick").decode(data + b"\x00")
+        codec_for("StockReply").decode(data + b"\x00")
 
 
 @pytest.mark.parametrize("data", [None, "text", 42])

@@ -1,7 +1,7 @@
 """Kafka SASL and TLS through configuration (issue 6, item 5: the Kafka client part).
 
 The CLI's clients take their settings from `admin.client_settings`; the worker's
-Faust app from `app.faust_settings`, whose credentials Faust's aiokafka driver
+Faust app from `worker.shell.faust_settings`, whose credentials Faust's aiokafka driver
 turns into the client's keyword arguments. Both paths must say the same thing
 for the same configuration, read from the environment or a TOML file, and a
 configured CA bundle must really be the one TLS verifies against.
@@ -18,7 +18,7 @@ import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from orderflow.streams.admin import client_settings
-from orderflow.streams.app import faust_settings
+from orderflow.streams.worker.shell import faust_settings
 from orderflow.streams.config import load_config
 
 SECRET = "s3cret-Passw0rd"

@@ -21,7 +21,7 @@ from openpyxl import load_workbook
 from live import WorkerProcess, run
 from orderflow.streams import topics
 from orderflow.streams.admin import ensure_topics
-from orderflow.streams.app import create_app
+from orderflow.streams.worker.app import create_app
 from orderflow.streams.clock import SystemClock, wall_ms
 from orderflow.streams.config import Config
 from orderflow.streams.export import HEADER

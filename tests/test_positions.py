@@ -1,7 +1,7 @@
-"""The order agent's judgement of each input record's offset (streams/read_positions.py)."""
+"""The order agent's judgement of each input record's offset (streams/worker/positions.py)."""
 from __future__ import annotations
 
-from orderflow.streams.read_positions import ReadPositions, Verdict
+from orderflow.streams.worker.positions import ReadPositions, Verdict
 
 TP = ("order-events", 7)
 
@@ -41,12 +41,17 @@ def test_a_record_seen_before_is_processed_as_a_duplicate_and_moves_nothing_back
     assert positions.judge(TP, 2, 3) is Verdict.PROCESS and positions.next_offset(TP, 3) == 5
 
 
-def test_an_unknown_committed_offset_is_unsure_only_before_the_first_record():
+def test_acknowledgements_wait_until_the_re_read_passes_the_record_that_showed_the_gap():
+    """Faust counts a whole gap as done once an offset past its start is acked: acking the re-read's
+    first records would commit offsets the re-read has not reached (lost after a crash)."""
     positions = ReadPositions()
-    assert positions.unsure(TP, 2116, committed=0) and not positions.unsure(TP, 0, committed=0)
-    assert not positions.unsure(TP, 2116, committed=2116)
-    positions.judge(TP, 2116, 2116)
-    assert not positions.unsure(TP, 2117, committed=0)
+    judge_all(positions, [0, 1])
+    assert not positions.rereading(TP)
+    assert positions.judge(TP, 10, 0) is Verdict.REWIND and positions.rereading(TP)
+    judge_all(positions, [2, 3, 4, 5, 6, 7, 8, 9])
+    assert positions.rereading(TP)
+    judge_all(positions, [10])
+    assert not positions.rereading(TP)
 
 
 def test_a_partition_that_comes_back_is_judged_afresh():
@@ -55,12 +60,3 @@ def test_a_partition_that_comes_back_is_judged_afresh():
     positions.judge(TP, 9, 0)
     positions.forget(TP)
     assert positions.next_offset(TP, committed=40) == 40 and positions.judge(TP, 40, 40) is Verdict.PROCESS
-
-
-def test_a_commit_past_a_gap_ends_the_drops():
-    """Faust commits what a batch acked and seeks to it: records from there on are processed."""
-    positions = ReadPositions()
-    judge_all(positions, [0, 1])
-    assert positions.judge(TP, 10, 0) is Verdict.REWIND
-    assert positions.judge(TP, 11, 0) is Verdict.DROP
-    assert judge_all(positions, [12, 13], committed=12) == ["PROCESS", "PROCESS"]

@@ -5,17 +5,25 @@ changelog restore), and the seek before may already have happened: a record
 then arrives past offsets never delivered, which nothing would process or
 commit. The agent reads the partition again from the first missing offset,
 once per gap. Until the re-read arrives, records fetched before it (past the
-one that showed the gap) are dropped: they come again, in order. A gap the
-re-read confirms (e.g. a transaction marker) is accepted, and so is a
-committed offset past the gap (Faust seeks there too). A partition whose
-committed offset Faust has not learnt yet would look like one gap from
-offset 0: the agent asks the broker first (`unsure`).
+one that showed the gap) are dropped, unacknowledged: they come again, in
+order. A gap the re-read confirms (e.g. a transaction marker) is accepted.
+
+Faust records such a gap too and, at its next commit, counts the whole gap
+as done as soon as any offset past its start is acknowledged: a crash during
+the re-read would then lose what it had not reached. So while a partition is
+`rereading`, the agent holds back its acknowledgements until the re-read has
+passed the record that showed the gap.
+
+The committed offset a partition is judged from comes from the broker
+(`Committed`), asked once per partition each time it is assigned.
 (faust-streaming 0.15.3, aiokafka 0.14.0.)
 """
 from __future__ import annotations
 
 from enum import Enum
 from typing import Hashable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 class Verdict(Enum):
@@ -30,14 +38,13 @@ class ReadPositions:
         self._gaps: dict[Hashable, tuple[int, int]] = {}  # per partition, (first missing offset, offset that showed it)
 
     def next_offset(self, tp: Hashable, committed: int) -> int:
-        """The next offset to process; before any record of the partition, the committed offset.
-        What is committed is done, also when Faust committed past a gap being read again."""
+        """The next offset to process; before any record of the partition, the committed offset."""
         return max(self._next.get(tp, committed), committed)
 
-    def unsure(self, tp: Hashable, offset: int, committed: int) -> bool:
-        """True when this record would be judged against a committed offset of 0 that may just not
-        be known yet (the caller should ask the broker for it before judging)."""
-        return tp not in self._next and not committed and offset > 0
+    def rereading(self, tp: Hashable) -> bool:
+        """True while a gap's re-read has not passed the record that showed it."""
+        gap = self._gaps.get(tp)
+        return gap is not None and self._next.get(tp, 0) <= gap[1]
 
     def judge(self, tp: Hashable, offset: int, committed: int) -> Verdict:
         expected = self.next_offset(tp, committed)
@@ -60,3 +67,23 @@ class ReadPositions:
         """A partition that comes back is judged afresh by its committed offset."""
         self._next.pop(tp, None)
         self._gaps.pop(tp, None)
+
+
+class Committed:
+    """Committed offsets of the worker's group, asked of the broker by a client of its own
+    (the consumer Faust runs keeps them in private state only)."""
+
+    def __init__(self, settings: dict, group: str):
+        self._settings = dict(settings, group_id=group, enable_auto_commit=False)
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def offset(self, topic: str, partition: int) -> int:
+        """The partition's committed offset: the next to read (0 when none)."""
+        if self._consumer is None:  # created on the worker's event loop, at first use
+            self._consumer = AIOKafkaConsumer(**self._settings)
+            await self._consumer.start()
+        return await self._consumer.committed(TopicPartition(topic, partition)) or 0
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()

@@ -1,0 +1,91 @@
+"""Analytics in the worker: facts from the order agent, windows in a RocksDB table, metrics out.
+
+The order book's observer derives the facts of every step; the order agent
+publishes them with the step's batch (Worker.derived), twice: keyed by
+region|shop_id for the shop's row and by region| for the region-wide row.
+Each row is thus aggregated on one partition of orderflow-analytics-facts, by
+the worker that owns it, in that partition of the analytics table; one row
+never needs figures from another worker. The analytics agent takes the facts
+in batches through the batch protocol (streams/worker/protocol.py) and
+publishes every changed metric to order-analytics, keyed by the row.
+"""
+from __future__ import annotations
+
+import logging
+
+from orderflow.tables.analytics import AnalyticsTable, define_analytics_table
+
+from .. import topics
+from ..analytics import Aggregator, facts, row_key, rows, zones
+from ..codec import SchemaError, codec_for_topic
+from .protocol import BatchProtocol, DeliveryFailed, Revoked
+from .shell import Worker, by_partition, stop_worker
+
+log = logging.getLogger("orderflow")
+
+# A batch is what arrived within BATCH_WAIT seconds, at most BATCH_SIZE facts: each changed
+# metric is published once per batch and each table entry written once.
+BATCH_SIZE = 2000
+BATCH_WAIT = 0.2
+
+
+def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
+    app = worker.app
+    raw = dict(key_serializer="raw", value_serializer="raw")
+    facts_topic = app.topic(topics.ANALYTICS_FACTS.name, key_type=bytes, value_type=bytes, **raw)
+    facts_name, metrics_name = topics.ANALYTICS_FACTS.name, topics.ANALYTICS.name
+    fact_codec, metric_codec = codec_for_topic(topics.ANALYTICS_FACTS), codec_for_topic(topics.ANALYTICS)
+    store = AnalyticsTable(define_analytics_table(app, worker.config.partitions))
+    aggregator = Aggregator(store, zones(worker.book.policy))
+
+    def derive_facts(before: dict | None, after: dict | None, outputs: list[dict]) -> None:
+        for fact in facts(before, after, outputs):
+            for copy in rows(fact):
+                worker.derived.append((facts_name, row_key(copy), fact_codec.encode(copy), None))
+
+    worker.book.observers.append(derive_facts)
+
+    @app.agent(facts_topic, name="analytics")
+    async def aggregate(stream):
+        async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WAIT):
+            aggregator.tally["batches"] += 1
+            limit = worker.clock.now()
+            for number, group in by_partition(events):
+                decoded = []
+                for event in group:
+                    try:
+                        decoded.append(fact_codec.decode(event.message.value))
+                    except SchemaError as why:  # e.g. written by a newer version during a rolling upgrade
+                        aggregator.tally["undecodable"] += 1
+                        log.error("analytics: skipping fact at %s/%d/%d: %s", event.message.topic,
+                                  event.message.partition, event.message.offset, why)
+                # Every entry of these facts' rows belongs to this partition of the table.
+                batch = store.open(number)
+                try:
+                    changed = aggregator.add_many(decoded, limit=limit)
+                finally:
+                    store.batch = None
+                records = [(metrics_name, row_key(record), metric_codec.encode(record), None) for record in changed]
+
+                async def ack(group=group) -> None:
+                    for event in group:
+                        event.ack()
+
+                def owned(number=number) -> bool:
+                    return any(tp.partition == number and tp.topic == facts_name for tp in app.consumer.assignment())
+                try:
+                    await protocol.complete(records, [batch], owned, ack)
+                except Revoked:
+                    log.info("%s/%d moved to another worker mid-batch", facts_name, number)
+                except DeliveryFailed as exc:
+                    await stop_worker(app, f"{facts_name}/{number}: {exc}; nothing of the batch was stored or "
+                                           "acknowledged, a restart takes it again")
+
+    async def report(*_args, **_kwargs) -> None:
+        tally = aggregator.tally
+        log.info("analytics facts in=%d applied=%d duplicates=%d too_late=%d undecodable=%d; "
+                 "missed_windows=%d expired_entries=%d batches=%d", tally["in"], tally["applied"], tally["duplicates"],
+                 tally["too_late"], tally["undecodable"], tally["missed_windows"], tally["expired"], tally["batches"])
+
+    app.timer(interval=10.0)(report)
+    app.on_before_shutdown.connect(report)

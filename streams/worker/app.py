@@ -1,0 +1,58 @@
+"""The worker: one Faust app with the order, inventory and analytics agents and the order API.
+
+Every agent turns its input into durable output through one batch protocol
+(streams/worker/protocol.py); this module only wires them together.
+"""
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from orderflow.tables.json_table import JsonTable
+from orderflow.tables.orders import define_orders_table
+
+from ..admin import client_settings
+from ..config import Config
+from ..lifecycle import Policy
+from ..order_book import OrderBook
+from ..tansu import shorten_fetch_wait, use_fetched_end_offsets
+from ..views import register_views
+from .analytics import register_analytics
+from .inventory import register_inventory
+from .orders import register_orders
+from .positions import Committed
+from .protocol import BatchProtocol
+from .recovery import rewind_uncommitted
+from .shell import APP_ID, Worker, faust_settings
+
+log = logging.getLogger("orderflow")
+
+
+def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Worker:
+    app = faust.App(APP_ID, **faust_settings(config))
+    rewind_uncommitted(app)
+    if config.tansu:
+        use_fetched_end_offsets(app, client_settings(config))
+        shorten_fetch_wait(app)
+    orders_table = define_orders_table(app, config.partitions)
+    orders = JsonTable(orders_table)
+    worker = Worker(app, config, orders_table, orders, OrderBook(orders, policy), clock, echo=echo)
+    protocol = BatchProtocol(app.producer, config.crash_after, config.fail_delivery)
+    committed = Committed(client_settings(config), APP_ID)
+    app.on_before_shutdown.connect(lambda *_args, **_kwargs: committed.close())
+
+    register_orders(worker, protocol, committed)
+    register_analytics(worker, protocol)
+    register_inventory(worker, protocol)
+    register_views(worker)
+
+    async def report(*_args, **_kwargs) -> None:
+        tally = worker.book.tally
+        log.info("events in=%d applied=%d dead_lettered=%d duplicates=%d buffered=%d; deadlines indexed=%d",
+                 tally["in"], tally["applied"], tally["dead_lettered"], tally["duplicates"], tally["buffered"],
+                 worker.pending_deadlines())
+
+    app.timer(interval=10.0)(report)
+    app.on_before_shutdown.connect(report)
+    return worker

@@ -1,0 +1,222 @@
+"""The order agent: order events and stock replies in, the order book over them, outputs out;
+and the timers of its partitions, fired in-process through the same per-partition path.
+
+The worker that owns a partition of order-events owns its orders (the table is
+co-partitioned) and their deadlines: each partition keeps its own deadline
+index, rebuilt from RocksDB when the partition is assigned and dropped the
+moment it is revoked, so no deadline of a partition that moved is fired here.
+A timer wakes partitions that have no input: it takes the partition's lock and
+runs a batch with no events, which fires what is due. Nothing writes the table
+outside a batch (streams/worker/protocol.py).
+
+Time: each event is applied at its partition's stream time (the latest event
+time processed there, never ahead of the clock), as a replay does. Deadlines
+fire by the clock only for a partition this worker has caught up on (its next
+offset has reached the fetched highwater); while a backlog remains, only up
+to the partition's stream time. So a payment in time that is still in the
+backlog is never overtaken by its auto-cancel.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from faust.types import TP
+
+from orderflow.tables.direct import PartitionBatch
+
+from .. import messages, topics
+from ..codec import SchemaError, codec_for_topic
+from ..timers import DeadlineIndex
+from .positions import Committed, ReadPositions, Verdict
+from .protocol import BatchProtocol, DeliveryFailed, Record, Revoked
+from .shell import Worker, by_partition, describe, stop_worker
+
+log = logging.getLogger("orderflow")
+
+# A batch is what arrived within BATCH_WAIT seconds, at most BATCH_SIZE messages (all partitions):
+# the per-record costs of Faust, the changelog (one record per order per batch) and the
+# deliveries awaited together shrink with it; BATCH_WAIT is what it adds to latency.
+BATCH_SIZE = 2000
+BATCH_WAIT = 0.01
+
+
+@dataclass(eq=False)
+class Partition:
+    """What this worker keeps for one partition of order-events while it owns it."""
+    number: int
+    index: DeadlineIndex = field(default_factory=DeadlineIndex)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stream_time: int | None = None
+
+
+def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committed) -> None:
+    app, book, clock, orders = worker.app, worker.book, worker.clock, worker.orders
+    inputs = (topics.ORDER_EVENTS.name, topics.STOCK_REPLIES.name)
+    source = app.topic(*inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    codecs = {spec.name: codec_for_topic(spec) for spec in (*topics.OUTPUT_TOPICS.values(), topics.STOCK_REQUESTS)}
+    owned: dict[int, Partition] = {}
+    positions = ReadPositions()
+    offsets: dict[TP, int] = {}  # committed offsets, asked once per assignment
+    held: dict[TP, list] = {}  # acknowledgements held back while a gap is read again
+
+    async def committed_offset(tp: TP) -> int:
+        if tp not in offsets:
+            offsets[tp] = await committed.offset(tp.topic, tp.partition)
+        return offsets[tp]
+
+    def handle(message, part: Partition) -> list[dict]:
+        if message.topic == topics.STOCK_REPLIES.name:
+            return book.answer(messages.REPLIES.decode(message.value))
+        try:
+            record = messages.EVENTS.decode(message.value)
+        except SchemaError as why:
+            book.count_failed()
+            return [messages.rejected(message.topic, message.partition, message.offset, f"undecodable message: {why}",
+                                      part.stream_time or clock.now())]
+        event_time = record["event_time"]
+        part.stream_time = now = max(part.stream_time or event_time, min(event_time, clock.now()))
+        return book.apply(messages.event_from_record(record), now)
+
+    async def safe_time(part: Partition) -> int | None:
+        """Deadlines up to this time may fire: the clock once caught up, else the stream time."""
+        tp = TP(topics.ORDER_EVENTS.name, part.number)
+        highwater = app.consumer.highwater(tp)
+        done = positions.next_offset(tp, await committed_offset(tp))
+        if highwater is not None and done >= highwater and not positions.rereading(tp):
+            return clock.now()
+        return part.stream_time
+
+    def apply(part: Partition, events: list, now: int | None) -> tuple[PartitionBatch, list, list, list]:
+        """Step 1, in memory and without awaiting: the core over the events, then the due deadlines."""
+        batch = orders.open(part.number)
+        orders.batch, book.index = batch, part.index
+        produced, applied, rewinds = [], [], []
+        try:
+            for event in events:
+                message = event.message
+                verdict = positions.judge(message.tp, message.offset, offsets[message.tp])
+                if verdict is Verdict.REWIND:
+                    rewinds.append((message.tp, positions.rewind_to(message.tp), message.offset))
+                if verdict is not Verdict.PROCESS:
+                    continue
+                try:
+                    outputs = handle(message, part)
+                except Exception as exc:  # one event's failure must not cost the rest of the batch
+                    log.exception("%s/%d/%d could not be processed; dead-lettered", message.topic,
+                                  message.partition, message.offset)
+                    book.count_failed()
+                    outputs = [messages.rejected(message.topic, message.partition, message.offset,
+                                                 f"could not be processed: {type(exc).__name__}: {exc}",
+                                                 part.stream_time or clock.now(), _order_id(message.key))]
+                produced += [(output, message) for output in outputs]
+                applied.append(event)
+            if now is not None:
+                produced += [(output, None) for output in book.fire_due(max(now, part.stream_time or now))]
+        finally:
+            orders.batch, book.index = None, None
+        return batch, produced, applied, rewinds
+
+    def records(produced: list) -> list[Record]:
+        out: list[Record] = []
+        for output, message in produced:
+            where = (message.topic, message.partition, message.offset, message.value) if message else ("", None, None, b"")
+            spec, record = messages.output_record(output, *where)
+            out.append((spec.name, messages.output_key(output), codecs[spec.name].encode(record), None))
+        out += worker.take_derived()
+        return out
+
+    async def run_batch(part: Partition, events: list) -> None:
+        for tp in {event.message.tp for event in events}:
+            await committed_offset(tp)
+        now = await safe_time(part)
+        batch, produced, applied, rewinds = apply(part, events, now)
+        for tp, start, seen in rewinds:
+            log.warning("%s/%d: offsets %d..%d were never delivered; reading them again", tp.topic, tp.partition,
+                        start, seen - 1)
+            await app.consumer.seek(tp, start)
+
+        async def ack() -> None:
+            for event in applied:
+                held.setdefault(event.message.tp, []).append(event)
+            for tp in list(held):
+                if not positions.rereading(tp):
+                    for event in held.pop(tp):
+                        event.ack()
+
+        try:
+            await protocol.complete(records(produced), [batch], lambda: owned.get(part.number) is part, ack)
+        except Revoked:
+            log.info("order-events/%d moved to another worker mid-batch; it takes the batch again", part.number)
+            return
+        except DeliveryFailed as exc:
+            await stop_worker(app, f"order-events/{part.number}: {exc}; nothing of the batch was stored or "
+                                   "acknowledged, a restart takes it again")
+            return
+        if worker.echo:
+            for output, _ in produced:
+                if output["output"] != "stock_request":
+                    print(describe(output), flush=True)
+
+    @app.agent(source, name="orders")
+    async def process(stream):
+        async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WAIT):
+            for number, group in by_partition(events):
+                part = owned.get(number)
+                if part is None:  # not recovered here yet, or moved: not acked, its owner reads it
+                    continue
+                async with part.lock:
+                    if owned.get(number) is part:
+                        await run_batch(part, group)
+
+    @app.timer(interval=worker.config.timer_interval)
+    async def fire_due() -> None:
+        for part in list(owned.values()):
+            if part.lock.locked():
+                continue  # the agent is at it; its batch fires what is due
+            now = await safe_time(part)
+            due = part.index.next_due()
+            if now is None or due is None or due > now:
+                continue
+            async with part.lock:
+                if owned.get(part.number) is part:
+                    await run_batch(part, [])
+
+    @worker.orders_table.on_recover
+    async def recovered() -> None:
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name)
+        pending = 0
+        for number in assigned:
+            if number not in owned:
+                part = Partition(number)
+                book.index = part.index
+                book.rebuild_index(orders.partition_items(number))
+                book.index = None
+                owned[number] = part
+            pending += len(owned[number].index)
+        log.info("orders recovered: %d deadlines pending on this worker (partitions %s)", pending, assigned)
+
+    @app.on_partitions_revoked.connect
+    async def revoked(_app, revoked, **_kwargs) -> None:
+        # Its timers, stream time and held work leave with the partition; if it comes back it is
+        # judged afresh by its committed offset and its index rebuilt from the table.
+        for tp in revoked:
+            if tp.topic == topics.ORDER_EVENTS.name:
+                owned.pop(tp.partition, None)
+            if tp.topic in inputs:
+                positions.forget(tp)
+                offsets.pop(tp, None)
+                held.pop(tp, None)
+
+    def pending_deadlines() -> int:
+        return sum(len(part.index) for part in owned.values())
+
+    worker.pending_deadlines = pending_deadlines
+
+
+def _order_id(key: bytes | None) -> str | None:
+    try:
+        return key.decode() if key else None
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,132 @@
+"""The batch protocol: how a batch of one partition's input becomes durable output.
+
+Every agent (orders, inventory, analytics) takes its input in batches without
+Faust's automatic acks and, per partition, under that partition's lock:
+
+1. applied: runs the pure core over the batch in memory (tables/direct.py
+   keeps the batch's writes; nothing is on disk yet) and, for orders, fires
+   the partition's due deadlines in the same step;
+2. published: sends every output and derived record and awaits each delivery;
+3. changelogged: sends each changed key's last value to the table's
+   changelog and awaits those deliveries;
+4. stored: writes the batch to RocksDB in one write batch, with the last
+   changelog offset that Faust's recovery resumes from;
+5. acked: acknowledges the inputs, which lets Faust commit their offsets.
+
+What a crash leaves (tests/test_batch_protocol.py kills the worker at each
+step): before 2 or 3 completes, disk and changelog hold the state before the
+batch and the inputs are not committed, so the batch runs again and publishes
+the same output ids (at least once, copies identical); after 3, the changelog
+holds the batch (a restore brings it back) and the inputs run again as
+duplicates that change nothing; their outputs were delivered in step 2. So
+state that survives always implies its outputs were delivered.
+
+A record the broker refuses, at step 2 or 3, raises DeliveryFailed before
+anything of the batch is stored or acked: the worker stops (say so loudly and
+exit), and its restart takes the batch again from the committed offset.
+
+Two test-only settings drive fault injection: `crash_after = "STEP:N"` kills
+the process (SIGKILL) the N-th time a batch reaches STEP, and
+`fail_delivery = "TOPIC:N"` makes the N-th record sent to TOPIC fail.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections import Counter
+from typing import Awaitable, Callable, Iterable
+
+from aiokafka.errors import KafkaError
+
+from orderflow.tables.direct import PartitionBatch
+
+log = logging.getLogger("orderflow")
+
+STEPS = ("applied", "published", "changelogged", "stored", "acked")
+
+# (topic, key, value, partition or None for the key's partition)
+Record = tuple[str, bytes | None, bytes | None, int | None]
+
+
+class DeliveryFailed(Exception):
+    """The broker refused a record of the batch: nothing of it was stored or acknowledged."""
+
+
+class Revoked(Exception):
+    """The partition left this worker while its batch was in flight: the new owner takes it again."""
+
+
+def _plan(spec: str, what: str) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    name, _, count = spec.rpartition(":")
+    if not name or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{what}: expected NAME:N (N >= 1), got {spec!r}")
+    return name, int(count)
+
+
+class BatchProtocol:
+    def __init__(self, producer, crash_after: str = "", fail_delivery: str = ""):
+        self._producer = producer
+        self._crash = _plan(crash_after, "crash_after")
+        if self._crash and self._crash[0] not in STEPS:
+            raise ValueError(f"crash_after: the step must be one of {', '.join(STEPS)}")
+        self._fail = _plan(fail_delivery, "fail_delivery")
+        self._reached: Counter = Counter()
+        self._sent: Counter = Counter()
+
+    def reached(self, step: str) -> None:
+        self._reached[step] += 1
+        if self._crash == (step, self._reached[step]):
+            log.warning("crash_after=%s:%d: killing this worker", step, self._reached[step])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _send(self, topic: str, key, value, partition) -> asyncio.Future:
+        self._sent[topic] += 1
+        if self._fail == (topic, self._sent[topic]):
+            refused = asyncio.get_running_loop().create_future()
+            refused.set_exception(KafkaError(f"fail_delivery={topic}:{self._sent[topic]}: refused on purpose"))
+            return refused
+        return await self._producer.send(topic, key, value, partition, None, None)
+
+    async def deliver(self, records: Iterable[Record]) -> list:
+        """Send every record and wait until each is delivered; their metadata, in order."""
+        futures, topic = [], None
+        try:
+            for topic, key, value, partition in records:
+                futures.append(await self._send(topic, key, value, partition))
+        except Exception as exc:  # refused before it was queued, e.g. larger than a request may be
+            await asyncio.gather(*futures, return_exceptions=True)
+            raise DeliveryFailed(f"a record for {topic} was refused: {exc!r}") from exc
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise DeliveryFailed(f"a record was not delivered: {result!r}") from result
+        return results
+
+    async def complete(self, records: list[Record], batches: list[PartitionBatch],
+                       owned: Callable[[], bool], ack: Callable[[], Awaitable[None]]) -> None:
+        """Steps 2 to 5 for a batch whose core ran (step 1): `records` to publish, the table
+        `batches` it wrote, `owned()` while its partition is still this worker's, `ack()` its inputs."""
+        self.reached("applied")
+        await self.deliver(records)
+        self.reached("published")
+        changes = [(batch, batch.records()) for batch in batches]
+        changes = [(batch, changed) for batch, changed in changes if changed]
+        if not owned():
+            raise Revoked()
+        delivered = await self.deliver(
+            (batch.table.changelog_topic.get_topic_name(), key, value, batch.partition)
+            for batch, changed in changes for key, value in changed)
+        self.reached("changelogged")
+        if not owned():
+            raise Revoked()
+        position = 0
+        for batch, changed in changes:
+            position += len(changed)
+            batch.store(changed, delivered[position - 1].offset)
+        self.reached("stored")
+        await ack()
+        self.reached("acked")

@@ -1,0 +1,121 @@
+"""What every agent of the worker shares: the Faust settings, the Worker, and how the worker stops."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import faust
+
+from orderflow.tables.json_table import JsonTable
+
+from ..admin import client_settings
+from ..clock import AcceleratedClock, SystemClock
+from ..config import Config
+from ..order_book import OrderBook
+from .protocol import Record
+
+log = logging.getLogger("orderflow")
+
+APP_ID = "orderflow"
+STOPPED_EXIT_STATUS = 3
+
+
+def _credentials(config: Config):
+    settings = client_settings(config)
+    protocol = settings["security_protocol"]
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=settings["sasl_plain_username"], password=settings["sasl_plain_password"],
+            mechanism=settings["sasl_mechanism"], ssl_context=settings.get("ssl_context"),
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(settings["ssl_context"])
+    return None
+
+
+def faust_settings(config: Config) -> dict:
+    settings = dict(
+        broker=[f"kafka://{server}" for server in config.broker.split(",")],
+        broker_credentials=_credentials(config),
+        store="rocksdb://",
+        datadir=str(config.data_dir),
+        topic_partitions=config.partitions,
+        topic_replication_factor=config.replication,
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_bind=config.web_bind,
+        web_port=config.web_port,
+        web_host=config.web_bind if config.web_bind not in ("0.0.0.0", "::") else socket.gethostname(),
+        # Faust's own table/graph/stats pages would expose order data without a token.
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        # Outputs are published at least once with deterministic ids by the batch protocol
+        # (streams/worker/protocol.py); Faust's exactly-once mode is not used.
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        # A dead letter carries the rejected message whole: room for an input at
+        # Kafka's usual 1 MiB limit plus the reason. (The dead-letter topic's
+        # max.message.bytes must allow it on a real cluster.)
+        producer_max_request_size=2 * 1024 * 1024,
+        # Deliveries are awaited per batch: the producer sends what a batch queued at once.
+        producer_linger_ms=0,
+    )
+    if config.tansu:
+        settings.update(
+            # Short group timeouts: a worker joins in about 2 s instead of 30 s.
+            broker_session_timeout=4.0,
+            broker_rebalance_timeout=4.0,
+            broker_heartbeat_interval=1.0,
+        )
+    return settings
+
+
+def describe(output: dict) -> str:
+    """One line for a person watching the worker."""
+    if output["output"] == "status_change":
+        return f"{output['order_id']}: {output['from_status'] or '-'} -> {output['to_status']} ({output['reason']})"
+    what = output.get("kind") or output.get("reason")
+    return f"{output['order_id']}: {output['output']} {what}"
+
+
+def by_partition(events: Iterable) -> Iterator[tuple[int, list]]:
+    """The events of a batch grouped by partition number, each group in arrival order."""
+    groups: dict[int, list] = {}
+    for event in events:
+        groups.setdefault(event.message.partition, []).append(event)
+    return iter(groups.items())
+
+
+async def stop_worker(app: faust.App, reason: str) -> None:
+    """Stop at once and loudly, with what the other partitions finished committed: a restart
+    takes the unfinished batches again from their committed offsets."""
+    log.critical("stopping the worker: %s", reason)
+    try:
+        await app.consumer.commit()
+    finally:
+        logging.shutdown()
+        os._exit(STOPPED_EXIT_STATUS)
+
+
+@dataclass
+class Worker:
+    """What create_app built: the Faust app, the order book it drives and its tables."""
+    app: faust.App
+    config: Config
+    orders_table: faust.Table
+    orders: JsonTable
+    book: OrderBook
+    clock: SystemClock | AcceleratedClock
+    echo: bool = False
+    # Records derived from the order book's steps (analytics facts) for the batch in progress;
+    # observers add them during step 1, the order agent publishes them with the batch's outputs.
+    derived: list[Record] = field(default_factory=list)
+    pending_deadlines: Callable[[], int] = lambda: 0
+
+    def take_derived(self) -> list[Record]:
+        taken, self.derived = self.derived, []
+        return taken
