@@ -21,14 +21,14 @@ def auto_confirm(change: Change, deadline: str) -> None:
 def review_posted(change: Change, event: dict) -> None:
     change.require_status("REVIEW_POSTED", *_RECEIVED)
     change.require(not change.order["reviews"], "the order has been reviewed already")
-    change.order["reviews"].append({"at": change.at, "rating": event["rating"], "comment": event["comment"]})
+    change.edit("reviews").append({"at": change.at, "rating": event["rating"], "comment": event["comment"]})
 
 
 def after_sales_requested(change: Change, event: dict) -> None:
     change.require_status("AFTER_SALES_REQUESTED", *_RECEIVED)
     change.require(st.AFTER_SALES_OPEN not in change.order["conditions"], "an after-sales case is already open")
     case = {"case_id": event["event_id"], "kind": event["kind"], "reason": event["reason"], "opened_at": change.at}
-    change.order["after_sales"].append(case)
+    change.edit("after_sales").append(case)
     change.open_condition(st.AFTER_SALES_OPEN, case_id=case["case_id"], kind=event["kind"])
     change.notify("alert", "AFTER_SALES_OPENED", case_id=case["case_id"], case_kind=event["kind"],
                   reason=event["reason"])
@@ -37,7 +37,7 @@ def after_sales_requested(change: Change, event: dict) -> None:
 def after_sales_resolved(change: Change, event: dict) -> None:
     open_case = change.order["conditions"].get(st.AFTER_SALES_OPEN)
     change.require(open_case is not None, "no after-sales case is open")
-    cases = change.order["after_sales"]
+    cases = change.edit("after_sales")
     cases[-1] = {**cases[-1], "outcome": event["outcome"], "resolved_at": change.at}
     change.close_condition(st.AFTER_SALES_OPEN)
     change.notify("alert", "AFTER_SALES_RESOLVED", case_id=open_case["case_id"], case_kind=open_case["kind"],

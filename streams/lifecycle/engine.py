@@ -150,12 +150,12 @@ def _apply_known(step: Step, event: dict, policy: Policy) -> None:
         # Only the id is kept, so a redelivered copy is a duplicate rather than judged again.
         change = Change(step.order, event["event_id"], event["event_time"], rules)
         change.reject(f"{why}", event)
-        change.order["seen"].append(event["event_id"])
+        change.edit("seen").append(event["event_id"])
         step.order = change.order
         step.outputs += change.outputs
         step.tally["dead_lettered"] += 1
         return
-    change.order["seen"].append(event["event_id"])
+    change.edit("seen").append(event["event_id"])
     step.order = change.order
     step.outputs += change.outputs
     step.tally["applied"] += 1

@@ -2,8 +2,11 @@
 
 An order is a JSON-ready dict, so the same value lives in a RocksDB table, a
 replay's memory and a test. A step never mutates the dict it was given:
-`Change` copies the order first and records the outputs the step produces,
-each with an id derived from its cause, so a repeated step repeats its ids.
+`Change` copies the order's top level, and each container (history,
+deadlines, ...) only when the step first edits it, so a step costs what it
+changes rather than the order's whole history. It records the outputs the
+step produces, each with an id derived from its cause, so a repeated step
+repeats its ids.
 """
 from __future__ import annotations
 
@@ -42,12 +45,20 @@ class Change:
     """Edits to one order caused by one event or one deadline, taking effect at `at`."""
 
     def __init__(self, order: dict, cause: str, at: int, rules: RegionRules | None, event_id: str | None = None):
-        self.order = copy_order(order)
+        self.order = dict(order)
+        self._edited: set[str] = set()  # the containers copied for this step
         self.cause = cause
         self.at = at
         self.rules = rules
         self.event_id = event_id
         self.outputs: list[dict] = []
+
+    def edit(self, name: str) -> dict | list:
+        """The order's container `name`, to change: the step's own copy, made on its first edit."""
+        if name not in self._edited:
+            self._edited.add(name)
+            self.order[name] = self.order[name].copy()
+        return self.order[name]
 
     @property
     def status(self) -> str | None:
@@ -72,7 +83,7 @@ class Change:
         from_status = order["status"]
         order["status"] = to
         order[st.REACHED_AT[to]] = self.at
-        order["history"].append({"at": self.at, "from_status": from_status, "to_status": to, "reason": reason})
+        self.edit("history").append({"at": self.at, "from_status": from_status, "to_status": to, "reason": reason})
         extra = {"initiator": initiator} if initiator else {}
         if to == st.CANCELLED:
             order["cancel_reason"], order["cancel_initiator"] = reason, initiator
@@ -91,15 +102,18 @@ class Change:
         self._emit("dead_letter", reason=reason, event=event)
 
     def schedule(self, deadline: str, due: int) -> None:
-        self.order["deadlines"][deadline] = due
+        self.edit("deadlines")[deadline] = due
 
     def cancel_deadlines(self, *deadlines: str) -> None:
-        for name in deadlines:
-            self.order["deadlines"].pop(name, None)
+        self._drop("deadlines", deadlines)
 
     def open_condition(self, name: str, **detail) -> None:
-        self.order["conditions"][name] = detail
+        self.edit("conditions")[name] = detail
 
     def close_condition(self, *names: str) -> None:
+        self._drop("conditions", names)
+
+    def _drop(self, container: str, names: tuple[str, ...]) -> None:
         for name in names:
-            self.order["conditions"].pop(name, None)
+            if name in self.order[container]:
+                del self.edit(container)[name]

@@ -18,7 +18,7 @@ _ON_THE_WAY = (st.AWAITING_COLLECTION, st.IN_TRANSIT)
 
 def _track(change: Change, event: dict, status: str) -> None:
     """Add a tracking entry in event-time order (carrier scans can arrive out of order)."""
-    bisect.insort(change.order["tracking"], {
+    bisect.insort(change.edit("tracking"), {
         "at": change.at, "status": status, "location": event.get("location"),
         "description": event.get("description") or event.get("reason"),
     }, key=lambda entry: entry["at"])
