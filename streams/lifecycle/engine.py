@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from . import cancellation, completion, confirmation, contract, payment, shipping
 from . import status as st
@@ -23,6 +24,7 @@ ORPHAN_GRACE = "ORPHAN_GRACE"
 EVENT_RULES = {**payment.EVENTS, **cancellation.EVENTS, **shipping.EVENTS, **completion.EVENTS}
 DEADLINE_RULES = {**payment.DEADLINES, **cancellation.DEADLINES, **shipping.DEADLINES, **completion.DEADLINES}
 assert set(EVENT_RULES) == set(contract.ESSENTIAL), "every event type of the contract needs a rule"
+_DUE_THEN_NAME = itemgetter(1, 0)  # the key of a (name, due) deadline: earliest first, ties by name
 
 
 @dataclass
@@ -46,7 +48,7 @@ def advance(order: dict | None, now: int, policy: Policy) -> Step:
     """Fire every deadline of the order that is due by `now`, earliest first."""
     step = Step(order)
     while step.order is not None and step.deadlines:
-        name, due = min(step.deadlines.items(), key=lambda item: (item[1], item[0]))
+        name, due = min(step.deadlines.items(), key=_DUE_THEN_NAME)
         if due > now:
             break
         if name == ORPHAN_GRACE:
@@ -144,7 +146,7 @@ def _apply_known(step: Step, event: dict, policy: Policy) -> None:
     rules = policy.for_region(region)
     change = Change(step.order, event["event_id"], event["event_time"], rules, event_id=event["event_id"])
     try:
-        change.require(rules is not None, f"region {region!r} is not served by the region policy")
+        change.require(rules is not None, "region {!r} is not served by the region policy", region)
         EVENT_RULES[kind](change, event)
     except Rejected as why:
         # Only the id is kept, so a redelivered copy is a duplicate rather than judged again.

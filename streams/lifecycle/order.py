@@ -64,13 +64,14 @@ class Change:
     def status(self) -> str | None:
         return self.order["status"]
 
-    def require(self, allowed: bool, why: str) -> None:
+    def require(self, allowed: bool, why: str, *args) -> None:
+        """Reject the event unless `allowed`; `why` is formatted with `args` only then."""
         if not allowed:
-            raise Rejected(why)
+            raise Rejected(why.format(*args) if args else why)
 
     def require_status(self, event_type: str, *statuses: str) -> None:
-        self.require(self.status in statuses,
-                     f"{event_type} is not allowed in status {self.status} (only in {', '.join(statuses)})")
+        self.require(self.status in statuses, "{} is not allowed in status {} (only in {})",
+                     event_type, self.status, ", ".join(statuses))
 
     def _emit(self, output: str, **fields) -> None:
         oid = self.order["order_id"]

@@ -25,7 +25,7 @@ _ORDER_FIELDS = ("shop_id", "region", "buyer_id", "currency", "line_items", "tot
 
 
 def order_created(change: Change, event: dict) -> None:
-    change.require(change.status is None, f"order {event['order_id']} already exists (status {change.status})")
+    change.require(change.status is None, "order {} already exists (status {})", event["order_id"], change.status)
     change.order.update({name: event.get(name) for name in _ORDER_FIELDS})
     change.move(st.UNPAID, "CREATED")
     rules = change.rules
