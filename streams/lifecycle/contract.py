@@ -75,18 +75,19 @@ def _limit(key: str) -> int:
 
 
 def _text_problem(event: dict) -> str | None:
-    """The first string longer than its limit, at the top level or one level down (items, addresses)."""
+    """The first string longer than its limit, at the top level or one level down (items, addresses).
+    No limit is below MAX_ID, so a string within it needs no look-up (most are)."""
     for key, value in event.items():
         kind = type(value)
         if kind is str:
-            if len(value) > _limit(key):
+            if len(value) > MAX_ID and len(value) > _limit(key):
                 return f"field {key} is {len(value)} characters long (at most {_limit(key)})"
         elif kind is dict or kind is list:
             for inner in (value,) if kind is dict else value:
                 if type(inner) is not dict:
                     continue
                 for name, text in inner.items():
-                    if type(text) is str and len(text) > _limit(name):
+                    if type(text) is str and len(text) > MAX_ID and len(text) > _limit(name):
                         return f"field {key}.{name} is {len(text)} characters long (at most {_limit(name)})"
     return None
 
