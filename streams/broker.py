@@ -81,6 +81,17 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self._port}"
 
     @property
+    def cluster_id(self) -> str:
+        """This run's cluster id: new at every start, as the broker keeps nothing across runs."""
+        if self._process is None:
+            raise BrokerError("the embedded broker is not running")
+        return self._cluster_id
+
+    def exit_status(self) -> int | None:
+        """The broker's exit status once it has exited on its own (negative: killed by that signal), else None."""
+        return None if self._process is None else self._process.poll()
+
+    @property
     def pid(self) -> int:
         if self._process is None:
             raise BrokerError("the embedded broker is not running")

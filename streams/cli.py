@@ -7,8 +7,11 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
+import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,9 +51,9 @@ def _address_file(config: Config) -> Path:
 
 @contextlib.contextmanager
 def _cluster(config: Config):
-    """The configured cluster, or an embedded broker for as long as the block runs."""
+    """(config, embedded broker or None): the configured cluster, or an embedded broker for as long as the block runs."""
     if config.broker:
-        yield config
+        yield config, None
         return
     from .broker import EmbeddedBroker, broker_binary
 
@@ -60,9 +63,108 @@ def _cluster(config: Config):
         address.write_text(broker.bootstrap)
         click.echo(f"embedded broker at {broker.bootstrap} (log: {config.data_dir / 'broker.log'})", err=True)
         try:
-            yield dataclasses.replace(config, broker=broker.bootstrap)
+            yield dataclasses.replace(config, broker=broker.bootstrap), broker
         finally:
             address.unlink(missing_ok=True)
+
+
+# Beside the local state: the id of the cluster it was built against.
+STATE_OWNER = "cluster.id"
+# Where state built against another cluster is moved (the last such state only).
+STATE_ASIDE = "previous-state"
+
+
+def _claim_state(data_dir: Path, appdir: Path, cluster_id: str | None, embedded: bool) -> None:
+    """Keep the local state only if it was built against this cluster, and mark it as this cluster's.
+
+    The state records how far it has read each changelog; on a cluster without those
+    changelogs (the embedded broker keeps nothing across runs) Faust refuses to start.
+    Nothing could restore that state there, so it is moved aside and the worker starts
+    empty. State without a mark is kept on a configured cluster: it may well be its own.
+    """
+    if cluster_id is None:  # the cluster does not say which one it is
+        return
+    owner_file = data_dir / STATE_OWNER
+    owner = owner_file.read_text().strip() if owner_file.exists() else None
+    built = appdir.is_dir() and any(appdir.iterdir())
+    if built and owner != cluster_id and (embedded or owner is not None):
+        aside = data_dir / STATE_ASIDE
+        shutil.rmtree(aside, ignore_errors=True)
+        appdir.rename(aside)
+        why = ("the embedded broker starts empty each run, so it could not be restored" if embedded
+               else f"it was built against cluster {owner}, not this one ({cluster_id})")
+        click.echo(f"local state of an earlier run moved from {appdir} to {aside}: {why}", err=True)
+    owner_file.write_text(cluster_id + "\n")
+
+
+async def _cluster_id(settings: dict) -> str | None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings)
+    await admin.start()
+    try:
+        return (await admin.describe_cluster()).get("cluster_id")
+    finally:
+        await admin.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+# Seconds a worker that died gets to close before the command ends anyway; less when its broker
+# is gone, as it can then commit nothing.
+STOP_GRACE = 10.0
+STOP_GRACE_NO_BROKER = 3.0
+
+
+class _Supervisor:
+    """Ends the command promptly, non-zero and with one line, when the worker dies or its embedded broker exits.
+
+    Runs in a thread because the worker's own shutdown after a crash can hang (its
+    clients waiting on a broker that is gone), and then nothing in its loop runs.
+    """
+
+    def __init__(self, runner, broker, logfile: Path | None):
+        self.runner, self.broker = runner, broker
+        self.logs = [str(logfile)] if logfile else []
+        self.reason: str | None = None
+        self.done = False
+        self.cleanups: list = []  # called before a forced exit (the terminal, the broker's address file)
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="orderflow-supervisor", daemon=True).start()
+
+    def message(self) -> str:
+        return f"the worker stopped: {self.reason}" + (f" (log: {', '.join(self.logs)})" if self.logs else "")
+
+    def _watch(self) -> None:
+        grace = STOP_GRACE
+        while self.reason is None:
+            time.sleep(0.2)
+            status = self.broker.exit_status() if self.broker is not None else None
+            if self.runner.crash_reason is not None:
+                self.reason = _one_line(self.runner.crash_reason)
+            elif status is not None:
+                self.reason = "the embedded broker exited " + (f"(killed by signal {-status})" if status < 0
+                                                               else f"(status {status})")
+                self.logs.insert(0, str(self.broker.log_path))
+                grace = STOP_GRACE_NO_BROKER
+                os.kill(os.getpid(), signal.SIGTERM)  # stop the worker as Ctrl-C does
+        time.sleep(grace)
+        if not self.done:
+            for cleanup in self.cleanups:
+                cleanup()
+            sys.stderr.write(f"Error: {self.message()}\n")
+            sys.stderr.flush()
+            os._exit(1)
+
+
+def _log_thread_errors(args: threading.ExceptHookArgs) -> None:
+    """A client thread's error goes to the worker's log like any other, not as a bare traceback on stderr."""
+    log.error("thread %s stopped: %r", getattr(args.thread, "name", "?"), args.exc_value,
+              exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def _client_config(config: Config) -> Config:
@@ -101,12 +203,16 @@ def run(ctx: click.Context, sample: bool, run_for: float | None) -> None:
     _run_worker(config, prepare, run_for, loglevel="warning" if sample else config.log_level, echo=sample)
 
 
-def _run_worker(config: Config, prepare, run_for: float | None, loglevel: str, echo: bool = False) -> None:
-    """Start the broker if none is configured, create the topics, run one worker until stopped."""
+def _run_worker(config: Config, prepare, run_for: float | None, loglevel: str, echo: bool = False,
+                logfile: Path | None = None, cleanups: tuple = ()) -> None:
+    """Start the broker if none is configured, create the topics, run one worker until stopped.
+
+    Exits non-zero with a one-line reason if the worker dies (see _Supervisor).
+    """
     import faust
 
     from .admin import client_settings, ensure_topics
-    from .app import create_app
+    from .worker.app import create_app
     from .clock import clock_from_spec
     from .lifecycle import Policy
 
@@ -117,20 +223,41 @@ def _run_worker(config: Config, prepare, run_for: float | None, loglevel: str, e
         raise click.UsageError(str(exc)) from None
     if config.tansu:
         config = dataclasses.replace(config, broker_kind="tansu")  # _cluster fills in the broker address
-    with _cluster(config) as config:
-        _kafka(ensure_topics(client_settings(config), topics.ALL_TOPICS, config.partitions, config.replication))
+    with _cluster(config) as (config, broker):
+        settings = client_settings(config)
+        _kafka(ensure_topics(settings, topics.ALL_TOPICS, config.partitions, config.replication))
         try:
             worker = create_app(config, policy, clock, echo=echo)
         except ValueError as exc:  # unsafe or inconsistent settings, e.g. an open bind without a token
             raise click.UsageError(str(exc)) from None
+        cluster_id = broker.cluster_id if broker is not None else _kafka(_cluster_id(settings))
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        _claim_state(config.data_dir, Path(worker.app.conf.appdir), cluster_id, embedded=broker is not None)
         prepare(worker, config)
         if run_for:
             worker.app.task(lambda: _stop_after(run_for))
-        runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
+                              logfile=str(logfile) if logfile else None)
         # Faust's terminal spinner turns every logger up to DEBUG to spin on each record,
         # which costs a third of the worker's time.
         runner.spinner = None
-        runner.execute_from_commandline()
+        supervisor = _Supervisor(runner, broker, logfile)
+        threading.excepthook = _log_thread_errors
+        supervisor.cleanups += [*cleanups, lambda: _address_file(config).unlink(missing_ok=True)]
+        supervisor.start()
+        try:
+            runner.execute_from_commandline()
+        except SystemExit as stopped:
+            if stopped.code and supervisor.reason is None:
+                # A failure at start ends here without a crash reason; the exception is the context.
+                cause = stopped.__context__
+                supervisor.reason = _one_line(cause) if cause is not None else f"exit status {stopped.code}"
+        finally:
+            supervisor.done = True
+        if supervisor.reason is not None:
+            for cleanup in cleanups:
+                cleanup()
+            raise click.ClickException(supervisor.message())
 
 
 async def _owns_partitions(app) -> None:
@@ -172,14 +299,20 @@ def demo(ctx: click.Context, speed: float, orders: int, orders_per_hour: float, 
             await _play(config, traffic.events(orders), worker.clock, quiet=True)
 
         async def draw() -> None:
-            while True:
-                click.echo(board.render(worker.clock.now(), worker.book.tally), nl=False)
-                await asyncio.sleep(1.0)
+            try:
+                while True:
+                    board.show(worker.clock.now(), worker.book.tally)
+                    await asyncio.sleep(1.0)
+            finally:
+                board.close()
 
         worker.app.task(play)
         worker.app.task(draw)
 
-    _run_worker(config, prepare, run_for, loglevel="error")
+    # The board owns the terminal: the worker's log goes to a file.
+    _run_worker(config, prepare, run_for, loglevel="warning", logfile=config.data_dir / "demo.log",
+                cleanups=(board.close,))
+    board.close()
 
 
 async def _stop_after(seconds: float) -> None:
@@ -196,17 +329,30 @@ def produce(ctx: click.Context, file) -> None:
     Every line is checked against the event contract and the Avro schema
     first; invalid lines are reported with their line number and not sent.
     """
+    from .board import Meter
     from .publish import publish_lines
 
     config = _client_config(_config(ctx))
-    sent, invalid = _kafka(publish_lines(config, file, progress=_progress, report=lambda line: click.echo(line, err=True)))
-    click.echo(f"\npublished {sent} events; {invalid} invalid lines skipped", err=True)
+    total = _size(file)
+    started = time.monotonic()
+    with Meter("publishing", total) as meter:
+        def progress(sent: int, read: int) -> None:
+            rate = sent / max(time.monotonic() - started, 1e-9)
+            meter.update(read if total else sent, f"{sent:,} events ({rate:,.0f}/s)")
+
+        sent, invalid = _kafka(publish_lines(config, file, progress=progress, report=meter.note))
+    click.echo(f"published {sent} events; {invalid} invalid lines skipped", err=True)
     if invalid:
         sys.exit(1)
 
 
-def _progress(done: int, started: float) -> None:
-    click.echo(f"\r{done} events published ({done / max(time.monotonic() - started, 1e-9):,.0f}/s)", err=True, nl=False)
+def _size(file) -> int | None:
+    """Bytes in `file` if it is a regular file (not a pipe or a terminal)."""
+    try:
+        status = os.fstat(file.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor, e.g. a test's stream
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
 @main.command()
@@ -325,25 +471,27 @@ def simulate(ctx: click.Context, orders: int, orders_per_hour: float, seed: int,
     if speed != 1:
         click.echo(f"run workers with ORDERFLOW_CLOCK={clock.spec()}", err=True)
     sent = _kafka(_play(config, events, clock, rate))
-    click.echo(f"\npublished {sent} events", err=True)
+    click.echo(f"published {sent} events", err=True)
 
 
 async def _play(config: Config, events, clock, rate: float = 0.0, quiet: bool = False) -> int:
     """Publish events as the clock reaches their time, at most `rate` a second."""
+    from .board import Meter
     from .publish import Publisher
 
     sent, started = 0, time.monotonic()
-    async with Publisher(config) as publisher:
-        for event in events:
-            while (wait := (event["event_time"] - clock.now()) / 1000 / getattr(clock, "factor", 1)) > 0:
-                await asyncio.sleep(min(wait, 0.5))
-            if rate and sent >= rate * (time.monotonic() - started):
-                await asyncio.sleep(1 / rate)
-            await publisher.send_event(event)
-            sent += 1
-            if sent % 1000 == 0 and not quiet:
-                _progress(sent, started)
-        await publisher.flush()
+    with contextlib.nullcontext() if quiet else Meter("publishing") as meter:
+        async with Publisher(config) as publisher:
+            for event in events:
+                while (wait := (event["event_time"] - clock.now()) / 1000 / getattr(clock, "factor", 1)) > 0:
+                    await asyncio.sleep(min(wait, 0.5))
+                if rate and sent >= rate * (time.monotonic() - started):
+                    await asyncio.sleep(1 / rate)
+                await publisher.send_event(event)
+                sent += 1
+                if meter is not None and sent % 100 == 0:
+                    meter.update(sent, f"{sent:,} events ({sent / max(time.monotonic() - started, 1e-9):,.0f}/s)")
+            await publisher.flush()
     return sent
 
 
@@ -353,30 +501,35 @@ def _api_url(config: Config) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{config.web_port}"
 
 
-def _api_pages(api: str, params: dict, token: str):
-    """The pages of orders the API lists for `params`, in order-id order (a seek per page on the workers)."""
+def _api_get(api: str, path: str, query: dict, token: str) -> dict:
+    """GET a JSON answer of the order API; its errors become one-line messages."""
     import urllib.error
     import urllib.parse
     import urllib.request
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{api.rstrip('/')}{path}?{urllib.parse.urlencode(query)}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            why = json.load(exc).get("error")
+        except ValueError:
+            why = exc.reason
+        raise click.ClickException(f"the order API at {api} answered {exc.code}: {why}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the order API at {api} (is a worker running? see --api): "
+                                   f"{getattr(exc, 'reason', exc)}") from None
+
+
+def _api_pages(api: str, params: dict, token: str):
+    """The pages of orders the API lists for `params`, in order-id order (a seek per page on the workers)."""
     from .order_query import MAX_LIMIT
 
     query = {**params, "sort": "order_id", "limit": MAX_LIMIT, "detail": 1}
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     while True:
-        request = urllib.request.Request(f"{api.rstrip('/')}/orders?{urllib.parse.urlencode(query)}", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                page = json.load(response)
-        except urllib.error.HTTPError as exc:
-            try:
-                why = json.load(exc).get("error")
-            except ValueError:
-                why = exc.reason
-            raise click.ClickException(f"the order API at {api} answered {exc.code}: {why}") from None
-        except OSError as exc:
-            raise click.ClickException(f"cannot reach the order API at {api} (is a worker running? see --api): "
-                                       f"{getattr(exc, 'reason', exc)}") from None
+        page = _api_get(api, "/orders", query, token)
         yield page["orders"]
         if not page["next_cursor"]:
             return
@@ -409,6 +562,7 @@ def export(ctx: click.Context, status: str | None, tab: str | None, created_from
     page as it arrives, so memory stays flat whatever the size. Times are in
     each order's region time zone. The file appears only once it is complete.
     """
+    from .board import Meter
     from .export import open_writer, time_zones, write_orders
     from .lifecycle import Policy
     from .replay import parse_time
@@ -423,19 +577,22 @@ def export(ctx: click.Context, status: str | None, tab: str | None, created_from
             raise click.BadParameter(str(exc), param_hint=hint) from None
     zone_of = time_zones(Policy.load(config.region_policy or None))
     file_format = file_format or ("xlsx" if out.suffix.lower() == ".xlsx" else "csv")
+    api, chosen = api or _api_url(config), {k: v for k, v in params.items() if v is not None}
+    # The bar's length: orders matching the filters now (orders arriving meanwhile may add a few).
+    total = _api_get(api, "/orders/counts", {k: v for k, v in chosen.items() if k != "include_personal_data"},
+                     config.api_token)["total"]
     partial = out.with_name(out.name + ".partial")
     orders = rows = 0
     try:
-        with contextlib.closing(open_writer(file_format, partial)) as writer:
-            for page in _api_pages(api or _api_url(config), {k: v for k, v in params.items() if v is not None},
-                                   config.api_token):
+        with contextlib.closing(open_writer(file_format, partial)) as writer, Meter("exporting", total) as meter:
+            for page in _api_pages(api, chosen, config.api_token):
                 page_orders, page_rows = write_orders(page, writer, zone_of, include_personal_data)
                 orders, rows = orders + page_orders, rows + page_rows
-                click.echo(f"\r{orders:,} orders, {rows:,} rows", err=True, nl=False)
+                meter.update(orders, f"{orders:,} orders, {rows:,} rows")
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
-    click.echo(f"\nexported {orders} orders ({rows} rows) to {out}", err=True)
+    click.echo(f"exported {orders} orders ({rows} rows) to {out}", err=True)
 
 
 @main.command()

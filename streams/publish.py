@@ -56,13 +56,23 @@ class Publisher:
         await self._producer.flush()
 
 
-async def publish_lines(config: Config, lines: TextIO, progress: Callable[[int, float], None],
+async def publish_lines(config: Config, lines: TextIO, progress: Callable[[int, int], None],
                         report: Callable[[str], None] = print) -> tuple[int, int]:
-    """Publish every valid JSON line; report each invalid one with its number. Returns (sent, invalid)."""
-    sent = invalid = 0
-    started = last = time.monotonic()
+    """Publish every valid JSON line; report each invalid one with its number. Returns (sent, invalid).
+
+    progress(sent, read) is called now and then and at the end; read: bytes of `lines` read so far.
+    """
+    sent = invalid = read = 0
+    last = time.monotonic()
+
+    def counted():
+        nonlocal read
+        for text in lines:
+            read += len(text.encode(errors="replace"))
+            yield text
+
     async with Publisher(config) as publisher:
-        for line in read_lines(lines):
+        for line in read_lines(counted()):
             try:
                 if line.event is None:
                     raise ValueError(line.problem)
@@ -72,11 +82,11 @@ async def publish_lines(config: Config, lines: TextIO, progress: Callable[[int, 
                 report(str(exc) if line.event is None else f"line {line.number}: {exc}")
                 continue
             sent += 1
-            if time.monotonic() - last >= 1:
+            if time.monotonic() - last >= 0.1:
                 last = time.monotonic()
-                progress(sent, started)
+                progress(sent, read)
         await publisher.flush()
-    progress(sent, started)
+    progress(sent, read)
     return sent, invalid
 
 
