@@ -65,7 +65,8 @@ def _amount(value) -> str | None:
 
 def _address(name: str, value) -> str | None:
     if not isinstance(value, dict):
-        return f"{name} must be an object"
+        return (f"{name} must be an object with {', '.join(ADDRESS_FIELDS)} (line2, postcode optional), "
+                f"not {'a one-line string' if isinstance(value, str) else type(value).__name__}")
     missing = [f for f in ADDRESS_FIELDS if not value.get(f)]
     return f"{name} lacks {', '.join(missing)}" if missing else None
 
