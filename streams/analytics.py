@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
@@ -39,8 +38,6 @@ from .lifecycle import status as st
 from .lifecycle.order import output_id
 from .order_book import OrderBook
 from .replay import Line, replay
-
-log = logging.getLogger("orderflow.analytics")
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
 TOP_SKUS = 10
@@ -280,9 +277,8 @@ class Aggregator:
         live = [window for window in windows if window.expires > now]
         if not live:
             self.tally["too_late"] += 1
+            # Counted, not logged one by one: a catch-up can bring thousands; the worker reports the count.
             self.tally["missed_windows"] += len(windows)
-            log.warning("analytics: fact %s (%s of order %s at %d) is too late: its windows expired (stream time %d)",
-                        fact["fact_id"], fact["kind"], fact["order_id"], fact["at"], now)
             return
         # A repeated fact has the same windows: its id is remembered as long as the longest of them lives.
         seen = (max(window.expires for window in windows), _key("seen", fact["region"], fact["shop_id"] or "",
