@@ -40,8 +40,8 @@ DEAD_LETTERS = TopicSpec(
     "order-dead-letters", "DeadLetter", "Rejected input with its reason and the original payload.",
 )
 ANALYTICS_FACTS = TopicSpec(
-    "orderflow-analytics-facts", "AnalyticsFact",
-    "What orders did, for the analytics windows, keyed by region|shop_id (the row they count in).",
+    "orderflow-analytics-facts", "AnalyticsFacts",
+    "What orders did, for the analytics windows: one message per row and batch, keyed by region|shop_id.",
     internal=True,
 )
 STOCK_REQUESTS = TopicSpec(

@@ -453,7 +453,7 @@ def final_tally(log: str) -> dict[str, int]:
     """The worker's last "events in=... applied=..." line as numbers."""
     lines = [line for line in log.splitlines() if "events in=" in line]
     assert lines, f"no tally line in the worker log:\n{log[-2000:]}"
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", lines[-1].split("events ", 1)[1])}
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(-?\d+)", lines[-1].split("events ", 1)[1])}
 
 
 def no_events_since_start(log: str, tallies: int = 3) -> str | None:

@@ -14,7 +14,8 @@ from PIL import Image
 
 from orderflow.streams import topics
 from orderflow.streams.analytics import (
-    Aggregator, Latest, MemoryStore, WindowRow, facts, metric_rows, replay_records, rows, windows_of, zones,
+    Aggregator, Latest, MemoryStore, WindowRow, by_row, facts, metric_rows, replay_records, row_key, rows, windows_of,
+    zones,
 )
 from orderflow.streams.cli import main
 from orderflow.streams.codec import codec_for_topic
@@ -138,12 +139,18 @@ def test_each_step_of_an_order_becomes_facts_with_its_event_time():
 
 def test_every_fact_goes_to_its_shop_row_and_its_region_row_and_fits_the_facts_schema():
     codec = codec_for_topic(topics.ANALYTICS_FACTS)
+    copies = []
     for fact in observed_facts(day_of_events()):
         shop_row, region_row = rows(fact)
         assert shop_row["shop_id"] == fact["shop_id"] and region_row["shop_id"] is None
-        decoded = codec.decode(codec.encode(region_row))
-        assert {k: v for k, v in decoded.items() if v not in (None, [])} == \
-            {k: v for k, v in region_row.items() if v not in (None, [])}
+        copies += [shop_row, region_row]
+    grouped = by_row(copies)
+    assert sorted(copy for group in grouped.values() for copy in map(repr, group)) == sorted(map(repr, copies))
+    for key, group in grouped.items():
+        assert {row_key(copy) for copy in group} == {key}
+        decoded = codec.decode(codec.encode({"facts": group}))["facts"]
+        assert [{k: v for k, v in d.items() if v not in (None, [])} for d in decoded] == \
+            [{k: v for k, v in copy.items() if v not in (None, [])} for copy in group]
 
 
 # --- every aggregate, by hand ----------------------------------------------------------------------------------------

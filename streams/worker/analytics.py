@@ -1,8 +1,9 @@
 """Analytics in the worker: facts from the order agent, windows in a RocksDB table, metrics out.
 
-The order book's observer derives the facts of every step; the order agent
-publishes them with the step's batch (Worker.derived), twice: keyed by
-region|shop_id for the shop's row and by region| for the region-wide row.
+The order book's observer derives the facts of every step, each copied for
+the shop's row and for the region-wide row; the order agent publishes them
+with its batch (Worker.derivers), one message per row: keyed by region|shop_id
+and by region|.
 Each row is thus aggregated on one partition of orderflow-analytics-facts, by
 the worker that owns it, in that partition of the analytics table; one row
 never needs figures from another worker. The analytics agent takes the facts
@@ -16,17 +17,17 @@ import logging
 from orderflow.tables.analytics import AnalyticsTable, define_analytics_table
 
 from .. import topics
-from ..analytics import Aggregator, facts, row_key, rows, zones
+from ..analytics import Aggregator, by_row, facts, row_key, rows, zones
 from ..codec import SchemaError, codec_for_topic
-from .protocol import BatchProtocol, DeliveryFailed, Revoked
+from .protocol import BatchProtocol, DeliveryFailed, Record, Revoked
 from .shell import Worker, by_partition, stop_worker
 
 log = logging.getLogger("orderflow")
 
 # A batch is what arrived within BATCH_WAIT seconds, at most BATCH_SIZE facts: each changed
 # metric is published once per batch and each table entry written once.
-BATCH_SIZE = 2000
-BATCH_WAIT = 0.2
+BATCH_SIZE = 5000
+BATCH_WAIT = 1.0
 
 
 def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
@@ -38,12 +39,19 @@ def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
     store = AnalyticsTable(define_analytics_table(app, worker.config.partitions))
     aggregator = Aggregator(store, zones(worker.book.policy))
 
+    derived: list[dict] = []  # the fact copies of the order agent's batch in progress
+
     def derive_facts(before: dict | None, after: dict | None, outputs: list[dict]) -> None:
-        for fact in facts(before, after, outputs):
-            for copy in rows(fact):
-                worker.derived.append((facts_name, row_key(copy), fact_codec.encode(copy), None))
+        derived.extend(copy for fact in facts(before, after, outputs) for copy in rows(fact))
+
+    def take_facts() -> list[Record]:
+        records = [(facts_name, key, fact_codec.encode({"facts": group}), None)
+                   for key, group in by_row(derived).items()]
+        derived.clear()
+        return records
 
     worker.book.observers.append(derive_facts)
+    worker.derivers.append(take_facts)
 
     @app.agent(facts_topic, name="analytics")
     async def aggregate(stream):
@@ -54,7 +62,7 @@ def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
                 decoded = []
                 for event in group:
                     try:
-                        decoded.append(fact_codec.decode(event.message.value))
+                        decoded += fact_codec.decode(event.message.value)["facts"]
                     except SchemaError as why:  # e.g. written by a newer version during a rolling upgrade
                         aggregator.tally["undecodable"] += 1
                         log.error("analytics: skipping fact at %s/%d/%d: %s", event.message.topic,

@@ -49,9 +49,9 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
 
     async def report(*_args, **_kwargs) -> None:
         tally = worker.book.tally
-        log.info("events in=%d applied=%d dead_lettered=%d duplicates=%d buffered=%d; deadlines indexed=%d",
-                 tally["in"], tally["applied"], tally["dead_lettered"], tally["duplicates"], tally["buffered"],
-                 worker.pending_deadlines())
+        log.info("events in=%d applied=%d dead_lettered=%d duplicates=%d buffered=%d; deadlines indexed=%d; "
+                 "batches=%d", tally["in"], tally["applied"], tally["dead_lettered"], tally["duplicates"],
+                 tally["buffered"], worker.pending_deadlines(), tally["batches"])
 
     app.timer(interval=10.0)(report)
     app.on_before_shutdown.connect(report)

@@ -39,7 +39,7 @@ log = logging.getLogger("orderflow")
 # the per-record costs of Faust, the changelog (one record per order per batch) and the
 # deliveries awaited together shrink with it; BATCH_WAIT is what it adds to latency.
 BATCH_SIZE = 2000
-BATCH_WAIT = 0.01
+BATCH_WAIT = 0.05
 
 
 @dataclass(eq=False)
@@ -128,6 +128,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         return out
 
     async def run_batch(part: Partition, events: list) -> None:
+        book.tally["batches"] += 1
         for tp in {event.message.tp for event in events}:
             await committed_offset(tp)
         now = await safe_time(part)

@@ -20,6 +20,7 @@ The committed offset a partition is judged from comes from the broker
 """
 from __future__ import annotations
 
+import asyncio
 from enum import Enum
 from typing import Hashable
 
@@ -75,15 +76,20 @@ class Committed:
 
     def __init__(self, settings: dict, group: str):
         self._settings = dict(settings, group_id=group, enable_auto_commit=False)
-        self._consumer: AIOKafkaConsumer | None = None
+        self._started: asyncio.Task | None = None
+
+    async def _start(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(**self._settings)
+        await consumer.start()
+        return consumer
 
     async def offset(self, topic: str, partition: int) -> int:
         """The partition's committed offset: the next to read (0 when none)."""
-        if self._consumer is None:  # created on the worker's event loop, at first use
-            self._consumer = AIOKafkaConsumer(**self._settings)
-            await self._consumer.start()
-        return await self._consumer.committed(TopicPartition(topic, partition)) or 0
+        if self._started is None:  # on the worker's event loop, once, whoever asks first
+            self._started = asyncio.ensure_future(self._start())
+        consumer = await asyncio.shield(self._started)
+        return await consumer.committed(TopicPartition(topic, partition)) or 0
 
     async def close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
+        if self._started is not None:
+            await (await self._started).stop()

@@ -26,8 +26,8 @@ anything of the batch is stored or acked: the worker stops (say so loudly and
 exit), and its restart takes the batch again from the committed offset.
 
 Two test-only settings drive fault injection: `crash_after = "STEP:N"` kills
-the process (SIGKILL) the N-th time a batch reaches STEP, and
-`fail_delivery = "TOPIC:N"` makes the N-th record sent to TOPIC fail.
+the process (SIGKILL) the N-th time a batch with records to publish reaches
+STEP, and `fail_delivery = "TOPIC:N"` makes the N-th record sent to TOPIC fail.
 """
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ class BatchProtocol:
         self._reached: Counter = Counter()
         self._sent: Counter = Counter()
 
-    def reached(self, step: str) -> None:
+    def _checkpoint(self, step: str, records: list) -> None:
+        if not records:
+            return
         self._reached[step] += 1
         if self._crash == (step, self._reached[step]):
             log.warning("crash_after=%s:%d: killing this worker", step, self._reached[step])
@@ -110,9 +112,9 @@ class BatchProtocol:
                        owned: Callable[[], bool], ack: Callable[[], Awaitable[None]]) -> None:
         """Steps 2 to 5 for a batch whose core ran (step 1): `records` to publish, the table
         `batches` it wrote, `owned()` while its partition is still this worker's, `ack()` its inputs."""
-        self.reached("applied")
+        self._checkpoint("applied", records)
         await self.deliver(records)
-        self.reached("published")
+        self._checkpoint("published", records)
         changes = [(batch, batch.records()) for batch in batches]
         changes = [(batch, changed) for batch, changed in changes if changed]
         if not owned():
@@ -120,13 +122,13 @@ class BatchProtocol:
         delivered = await self.deliver(
             (batch.table.changelog_topic.get_topic_name(), key, value, batch.partition)
             for batch, changed in changes for key, value in changed)
-        self.reached("changelogged")
+        self._checkpoint("changelogged", records)
         if not owned():
             raise Revoked()
         position = 0
         for batch, changed in changes:
             position += len(changed)
             batch.store(changed, delivered[position - 1].offset)
-        self.reached("stored")
+        self._checkpoint("stored", records)
         await ack()
-        self.reached("acked")
+        self._checkpoint("acked", records)

@@ -111,11 +111,10 @@ class Worker:
     book: OrderBook
     clock: SystemClock | AcceleratedClock
     echo: bool = False
-    # Records derived from the order book's steps (analytics facts) for the batch in progress;
-    # observers add them during step 1, the order agent publishes them with the batch's outputs.
-    derived: list[Record] = field(default_factory=list)
+    # Each gives (and forgets) the records derived from the order book's steps of the batch in
+    # progress (analytics facts), which the order agent publishes with the batch's outputs.
+    derivers: list[Callable[[], list[Record]]] = field(default_factory=list)
     pending_deadlines: Callable[[], int] = lambda: 0
 
     def take_derived(self) -> list[Record]:
-        taken, self.derived = self.derived, []
-        return taken
+        return [record for take in self.derivers for record in take()]
