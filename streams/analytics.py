@@ -112,6 +112,14 @@ def row_key(fact: dict) -> bytes:
     return f"{fact['region']}|{fact['shop_id'] or ''}".encode()
 
 
+def by_row(facts: Iterable[dict]) -> dict[bytes, list[dict]]:
+    """Fact copies grouped by row key (see rows), each group in order: one message per row."""
+    grouped: dict[bytes, list[dict]] = {}
+    for fact in facts:
+        grouped.setdefault(row_key(fact), []).append(fact)
+    return grouped
+
+
 # --- windows --------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
