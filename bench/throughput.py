@@ -5,8 +5,11 @@
 (a) baseline: raw aiokafka consume, Avro decode, keep state in a dict, produce
     one output per event (no framework, no durable state);
 (b) orderflow run: Avro decode, lifecycle, RocksDB table and changelog, timers,
-    outputs, on one worker.
-Both read the same pre-published backlog from the embedded broker.
+    outputs, on one worker;
+(p) peer: a naive Faust agent (bench/peer_faust.py): Avro decode, a RocksDB-backed
+    Faust table written per event, one awaited topic.send per event, on the
+    aiokafka transport.
+All read the same pre-published backlog from the embedded broker.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import common
+import peer_faust
 from orderflow.streams import messages, topics
 from orderflow.streams.clock import wall_ms
 
@@ -72,6 +76,16 @@ def main() -> None:
         rate = total / seconds
         print(f"(b) orderflow, one worker:                 {rate:10,.0f} events/s "
               f"({rate / (total / raw_seconds):.2f} of the baseline; includes joining the group)")
+
+        peer = peer_faust.start(bootstrap, "bench-raw-in", "bench-peer-out", "bench-peer", workdir / "peer")
+        try:
+            seconds = peer_faust.wait_consumed(peer, bootstrap, "bench-peer", "bench-raw-in", total, timeout=1800)
+        finally:
+            peer.send_signal(signal.SIGTERM)
+            peer.wait(60)
+        peer_rate = total / seconds
+        print(f"(p) naive Faust agent (RocksDB table, awaited send per event): {peer_rate:,.0f} events/s "
+              f"({peer_rate / (total / raw_seconds):.2f} of the baseline; includes joining the group)")
 
 
 if __name__ == "__main__":
