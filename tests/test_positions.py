@@ -35,10 +35,13 @@ def test_a_gap_the_re_read_confirms_is_accepted_once():
     assert positions.judge(TP, 9, 0) is Verdict.REWIND          # a new gap is read again, once
 
 
-def test_a_record_seen_before_is_processed_as_a_duplicate_and_moves_nothing_back():
+def test_a_record_delivered_again_after_a_seek_back_is_dropped_and_moves_nothing_back():
+    """Processing it again is not harmless: an order given up on (dead-lettered and deleted) would
+    take its event as new and be dead-lettered a second time, with other ids."""
     positions = ReadPositions()
     judge_all(positions, [3, 4], committed=3)
-    assert positions.judge(TP, 2, 3) is Verdict.PROCESS and positions.next_offset(TP, 3) == 5
+    assert judge_all(positions, [2, 3, 4], committed=3) == ["DROP"] * 3 and positions.next_offset(TP, 3) == 5
+    assert positions.judge(TP, 5, 3) is Verdict.PROCESS
 
 
 def test_acknowledgements_wait_until_the_re_read_passes_the_record_that_showed_the_gap():

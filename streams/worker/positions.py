@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 class Verdict(Enum):
     PROCESS = "process"
-    DROP = "drop"        # fetched before the re-read: it comes again in order
+    DROP = "drop"        # processed already, or fetched before a re-read (it comes again in order)
     REWIND = "rewind"    # read again from `rewind_to(tp)`; this record comes again too
 
 
@@ -49,8 +49,10 @@ class ReadPositions:
 
     def judge(self, tp: Hashable, offset: int, committed: int) -> Verdict:
         expected = self.next_offset(tp, committed)
-        if offset <= expected:  # in order, or a record processed before (handled as a duplicate)
-            self._next[tp] = max(expected, offset + 1)
+        if offset < expected:  # processed before (a seek back delivers it again): its step is done
+            return Verdict.DROP
+        if offset == expected:
+            self._next[tp] = offset + 1
             return Verdict.PROCESS
         gap = self._gaps.get(tp)
         if gap is not None and gap[0] == expected:
