@@ -61,8 +61,6 @@ def faust_settings(config: Config) -> dict:
         # Kafka's usual 1 MiB limit plus the reason. (The dead-letter topic's
         # max.message.bytes must allow it on a real cluster.)
         producer_max_request_size=2 * 1024 * 1024,
-        # Deliveries are awaited per batch: the producer sends what a batch queued at once.
-        producer_linger_ms=0,
     )
     if config.tansu:
         settings.update(
