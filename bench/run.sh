@@ -8,10 +8,12 @@ cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 half_of_b() { tee /dev/stderr | awk '$1 == "(b)" { gsub(",", "", $5); print int($5 / 2) }'; }
 if [ "${1:-}" = "--small" ]; then
+  $python core.py --orders 2000
   rate=$($python throughput.py --orders 2000 2>&1 | half_of_b)
   $python latency.py --rate "$rate" --seconds 5
   $python state.py --orders 3000 --probes 200
 else
+  $python core.py --orders 20000 --repeat 3
   rate=$($python throughput.py --orders 20000 2>&1 | half_of_b)
   $python latency.py --rate "$rate" --seconds 30
   $python state.py --orders 1000000
