@@ -67,14 +67,14 @@ class OrderBook:
         if step.order is before:
             return step.outputs
         step.outputs += stock_requests(before, step.order)
-        for observe in self.observers:
-            observe(before, step.order, step.outputs)
         if step.order is None:
             self.orders.pop(order_id, None)
-            self.index.track(order_id, {})
-            return step.outputs
-        self.orders[order_id] = step.order
+        else:
+            self.orders[order_id] = step.order
         self.index.track(order_id, step.deadlines)
+        # Last: what observers derive (analytics facts) is of a step that was kept.
+        for observe in self.observers:
+            observe(before, step.order, step.outputs)
         return step.outputs
 
     def rebuild_index(self, orders=None) -> int:

@@ -63,3 +63,22 @@ def test_a_partition_that_comes_back_is_judged_afresh():
     positions.judge(TP, 9, 0)
     positions.forget(TP)
     assert positions.next_offset(TP, committed=40) == 40 and positions.judge(TP, 40, 40) is Verdict.PROCESS
+
+
+def test_a_re_read_that_does_not_come_is_asked_for_again_from_where_it_stands():
+    """Faust drops the records of a seek that raced the fetch it replaced: nothing would ever move."""
+    now = [0.0]
+    positions = ReadPositions(clock=lambda: now[0])
+    judge_all(positions, [0, 1])
+    assert positions.judge(TP, 10, 0) is Verdict.REWIND
+    now[0] = 1.0
+    assert positions.stalled_rereads(after=2.0) == []
+    now[0] = 3.0
+    assert positions.stalled_rereads(after=2.0) == [(TP, 2)]
+    assert positions.stalled_rereads(after=2.0) == []  # asked again: the clock starts over
+    judge_all(positions, [2, 3])
+    now[0] = 6.0
+    assert positions.stalled_rereads(after=2.0) == [(TP, 4)]
+    judge_all(positions, range(4, 11))
+    now[0] = 9.0
+    assert positions.stalled_rereads(after=2.0) == [] and not positions.rereading(TP)

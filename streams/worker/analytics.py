@@ -19,8 +19,8 @@ from orderflow.tables.analytics import AnalyticsTable, define_analytics_table
 from .. import topics
 from ..analytics import Aggregator, by_row, facts, row_key, rows, zones
 from ..codec import SchemaError, codec_for_topic
-from .protocol import BatchProtocol, DeliveryFailed, Record, Revoked
-from .shell import Worker, by_partition, stop_worker
+from .protocol import BatchProtocol, Record
+from .shell import Worker, by_partition
 
 log = logging.getLogger("orderflow")
 
@@ -53,27 +53,36 @@ def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
     worker.book.observers.append(derive_facts)
     worker.derivers.append(take_facts)
 
+    def apply(number: int, group: list, limit: int) -> tuple:
+        """Step 1, without awaiting: one partition's facts aggregated in memory; the changed metrics."""
+        decoded = []
+        for event in group:
+            try:
+                decoded += fact_codec.decode(event.message.value)["facts"]
+            except SchemaError as why:  # e.g. written by a newer version during a rolling upgrade
+                aggregator.tally["undecodable"] += 1
+                log.error("analytics: skipping facts at %s/%d/%d: %s", event.message.topic,
+                          event.message.partition, event.message.offset, why)
+        # Every entry of these facts' rows belongs to this partition of the table.
+        batch = store.open(number)
+        try:
+            changed = aggregator.add_many(decoded, limit=limit)
+        finally:
+            store.batch = None
+        return batch, [(metrics_name, row_key(record), metric_codec.encode(record), None) for record in changed]
+
     @app.agent(facts_topic, name="analytics")
     async def aggregate(stream):
         async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WAIT):
             aggregator.tally["batches"] += 1
             limit = worker.clock.now()
             for number, group in by_partition(events):
-                decoded = []
-                for event in group:
-                    try:
-                        decoded += fact_codec.decode(event.message.value)["facts"]
-                    except SchemaError as why:  # e.g. written by a newer version during a rolling upgrade
-                        aggregator.tally["undecodable"] += 1
-                        log.error("analytics: skipping fact at %s/%d/%d: %s", event.message.topic,
-                                  event.message.partition, event.message.offset, why)
-                # Every entry of these facts' rows belongs to this partition of the table.
-                batch = store.open(number)
+                where = f"{facts_name}/{number}"
                 try:
-                    changed = aggregator.add_many(decoded, limit=limit)
-                finally:
-                    store.batch = None
-                records = [(metrics_name, row_key(record), metric_codec.encode(record), None) for record in changed]
+                    batch, records = apply(number, group, limit)
+                except Exception as exc:
+                    await protocol.fail(where, exc)
+                    continue
 
                 async def ack(group=group) -> None:
                     for event in group:
@@ -81,13 +90,7 @@ def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
 
                 def owned(number=number) -> bool:
                     return any(tp.partition == number and tp.topic == facts_name for tp in app.consumer.assignment())
-                try:
-                    await protocol.complete(records, [batch], owned, ack)
-                except Revoked:
-                    log.info("%s/%d moved to another worker mid-batch", facts_name, number)
-                except DeliveryFailed as exc:
-                    await stop_worker(app, f"{facts_name}/{number}: {exc}; nothing of the batch was stored or "
-                                           "acknowledged, a restart takes it again")
+                await protocol.complete(where, records, [batch], owned, ack)
 
     async def report(*_args, **_kwargs) -> None:
         tally = aggregator.tally

@@ -5,6 +5,7 @@ Every agent turns its input into durable output through one batch protocol
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import faust
@@ -24,7 +25,7 @@ from .orders import register_orders
 from .positions import Committed
 from .protocol import BatchProtocol
 from .recovery import rewind_uncommitted
-from .shell import APP_ID, Worker, faust_settings
+from .shell import APP_ID, Worker, faust_settings, stop_worker
 
 log = logging.getLogger("orderflow")
 
@@ -38,7 +39,8 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     orders_table = define_orders_table(app, config.partitions)
     orders = JsonTable(orders_table)
     worker = Worker(app, config, orders_table, orders, OrderBook(orders, policy), clock, echo=echo)
-    protocol = BatchProtocol(app.producer, config.crash_after, config.fail_delivery)
+    protocol = BatchProtocol(app.producer, functools.partial(stop_worker, app), config.crash_after,
+                             config.fail_delivery)
     committed = Committed(client_settings(config), APP_ID)
     app.on_before_shutdown.connect(lambda *_args, **_kwargs: committed.close())
 

@@ -24,8 +24,8 @@ from orderflow.tables.json_table import JsonTable
 from .. import messages, topics
 from ..codec import SchemaError, codec_for_topic
 from ..inventory import StockRoom
-from .protocol import BatchProtocol, DeliveryFailed, Record, Revoked
-from .shell import Worker, by_partition, stop_worker
+from .protocol import BatchProtocol, Record
+from .shell import Worker, by_partition
 
 log = logging.getLogger("orderflow")
 
@@ -61,25 +61,35 @@ def register_inventory(worker: Worker, protocol: BatchProtocol) -> StockRoom:
             records.append((spec.name, messages.output_key(output), dead_letters.encode(record), None))
         return records
 
+    def apply(number: int, group: list) -> tuple:
+        """Step 1, without awaiting: every message of one partition's batch, in memory."""
+        stock.batch = batch = stock.open(number)
+        out: list[Record] = []
+        try:
+            for event in group:
+                message = event.message
+                try:
+                    out += handle(message)
+                except Exception as exc:  # one message's failure must not cost the rest of the batch
+                    log.exception("%s/%d/%d could not be processed; dead-lettered", message.topic,
+                                  message.partition, message.offset)
+                    out += _dead_letters(message, [messages.rejected(
+                        message.topic, message.partition, message.offset,
+                        f"could not be processed: {type(exc).__name__}: {exc}", clock.now())])
+            return batch, out
+        finally:
+            stock.batch = None
+
     @app.agent(source, name="inventory")
     async def keep_stock(stream):
         async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WAIT):
             for number, group in by_partition(events):
-                stock.batch = batch = stock.open(number)
-                out: list[Record] = []
+                where = f"inventory-events/{number}"
                 try:
-                    for event in group:
-                        message = event.message
-                        try:
-                            out += handle(message)
-                        except Exception as exc:  # one message's failure must not cost the rest of the batch
-                            log.exception("%s/%d/%d could not be processed; dead-lettered", message.topic,
-                                          message.partition, message.offset)
-                            out += _dead_letters(message, [messages.rejected(
-                                message.topic, message.partition, message.offset,
-                                f"could not be processed: {type(exc).__name__}: {exc}", clock.now())])
-                finally:
-                    stock.batch = None
+                    batch, out = apply(number, group)
+                except Exception as exc:
+                    await protocol.fail(where, exc)
+                    continue
 
                 async def ack(group=group) -> None:
                     for event in group:
@@ -88,13 +98,7 @@ def register_inventory(worker: Worker, protocol: BatchProtocol) -> StockRoom:
                 def owned(number=number) -> bool:
                     return any(tp.partition == number and tp.topic == topics.INVENTORY_EVENTS.name
                                for tp in app.consumer.assignment())
-                try:
-                    await protocol.complete(out, [batch], owned, ack)
-                except Revoked:
-                    log.info("inventory-events/%d moved to another worker mid-batch", number)
-                except DeliveryFailed as exc:
-                    await stop_worker(app, f"inventory-events/{number}: {exc}; nothing of the batch was stored "
-                                           "or acknowledged, a restart takes it again")
+                await protocol.complete(where, out, [batch], owned, ack)
 
     async def report(*_args, **_kwargs) -> None:
         tally = room.tally

@@ -30,8 +30,8 @@ from .. import messages, topics
 from ..codec import SchemaError, codec_for_topic
 from ..timers import DeadlineIndex
 from .positions import Committed, ReadPositions, Verdict
-from .protocol import BatchProtocol, DeliveryFailed, Record, Revoked
-from .shell import Worker, by_partition, describe, stop_worker
+from .protocol import BatchProtocol, Record
+from .shell import Worker, by_partition, describe
 
 log = logging.getLogger("orderflow")
 
@@ -40,6 +40,9 @@ log = logging.getLogger("orderflow")
 # deliveries awaited together shrink with it; BATCH_WAIT is what it adds to latency.
 BATCH_SIZE = 2000
 BATCH_WAIT = 0.05
+# A gap's re-read that shows no progress for this long is asked for again (Faust can drop the
+# records of a seek that raced the fetch it replaced).
+STALLED_REREAD_S = 2.0
 
 
 @dataclass(eq=False)
@@ -89,9 +92,11 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         return part.stream_time
 
     def apply(part: Partition, events: list, now: int | None) -> tuple[PartitionBatch, list, list, list]:
-        """Step 1, in memory and without awaiting: the core over the events, then the due deadlines."""
+        """Step 1, in memory and without awaiting: the core over the events, then the due deadlines;
+        returns the table batch, the records to publish, the events applied and the gaps seen."""
         batch = orders.open(part.number)
         orders.batch, book.index = batch, part.index
+        worker.take_derived()  # nothing of another batch
         produced, applied, rewinds = [], [], []
         try:
             for event in events:
@@ -114,9 +119,9 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 applied.append(event)
             if now is not None:
                 produced += [(output, None) for output in book.fire_due(max(now, part.stream_time or now))]
+            return batch, records(produced), applied, rewinds
         finally:
             orders.batch, book.index = None, None
-        return batch, produced, applied, rewinds
 
     def records(produced: list) -> list[Record]:
         out: list[Record] = []
@@ -124,19 +129,27 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
             where = (message.topic, message.partition, message.offset, message.value) if message else ("", None, None, b"")
             spec, record = messages.output_record(output, *where)
             out.append((spec.name, messages.output_key(output), codecs[spec.name].encode(record), None))
-        out += worker.take_derived()
-        return out
+            if worker.echo and output["output"] != "stock_request":
+                echoed.append(describe(output))
+        return out + worker.take_derived()
+
+    echoed: list[str] = []
 
     async def run_batch(part: Partition, events: list) -> None:
+        where = f"order-events/{part.number}"
         book.tally["batches"] += 1
-        for tp in {event.message.tp for event in events}:
-            await committed_offset(tp)
-        now = await safe_time(part)
-        batch, produced, applied, rewinds = apply(part, events, now)
-        for tp, start, seen in rewinds:
-            log.warning("%s/%d: offsets %d..%d were never delivered; reading them again", tp.topic, tp.partition,
-                        start, seen - 1)
-            await app.consumer.seek(tp, start)
+        try:
+            for tp in {event.message.tp for event in events}:
+                await committed_offset(tp)
+            now = await safe_time(part)
+            batch, out, applied, rewinds = apply(part, events, now)
+            for tp, start, seen in rewinds:
+                log.warning("%s/%d: offsets %d..%d were never delivered; reading them again", tp.topic,
+                            tp.partition, start, seen - 1)
+                await app.consumer.seek(tp, start)
+        except Exception as exc:  # the read positions moved past these events: they must not be skipped
+            await protocol.fail(where, exc)
+            return
 
         async def ack() -> None:
             for event in applied:
@@ -146,19 +159,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                     for event in held.pop(tp):
                         event.ack()
 
-        try:
-            await protocol.complete(records(produced), [batch], lambda: owned.get(part.number) is part, ack)
-        except Revoked:
-            log.info("order-events/%d moved to another worker mid-batch; it takes the batch again", part.number)
-            return
-        except DeliveryFailed as exc:
-            await stop_worker(app, f"order-events/{part.number}: {exc}; nothing of the batch was stored or "
-                                   "acknowledged, a restart takes it again")
-            return
-        if worker.echo:
-            for output, _ in produced:
-                if output["output"] != "stock_request":
-                    print(describe(output), flush=True)
+        lines, echoed[:] = list(echoed), []
+        if await protocol.complete(where, out, [batch], lambda: owned.get(part.number) is part, ack):
+            for line in lines:
+                print(line, flush=True)
 
     @app.agent(source, name="orders")
     async def process(stream):
@@ -173,6 +177,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
     @app.timer(interval=worker.config.timer_interval)
     async def fire_due() -> None:
+        for tp, start in positions.stalled_rereads(STALLED_REREAD_S):
+            log.warning("%s/%d: the re-read from offset %d has not come; reading again", tp.topic, tp.partition,
+                        start)
+            await app.consumer.seek(tp, start)
         for part in list(owned.values()):
             if part.lock.locked():
                 continue  # the agent is at it; its batch fires what is due
@@ -187,24 +195,30 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
     @worker.orders_table.on_recover
     async def recovered() -> None:
         assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name)
-        pending = 0
-        for number in assigned:
-            if number not in owned:
-                part = Partition(number)
-                book.index = part.index
-                book.rebuild_index(orders.partition_items(number))
-                book.index = None
-                owned[number] = part
-            pending += len(owned[number].index)
-        log.info("orders recovered: %d deadlines pending on this worker (partitions %s)", pending, assigned)
+        try:
+            for number in assigned:
+                if number not in owned:
+                    part = Partition(number)
+                    book.index = part.index
+                    book.rebuild_index(orders.partition_items(number))
+                    owned[number] = part
+        except Exception as exc:  # Faust would resume the streams anyway, with these partitions unserved
+            await protocol.fail(f"order-events/{number} (rebuilding its deadlines)", exc)
+        finally:
+            book.index = None
+        log.info("orders recovered: %d deadlines pending on this worker (partitions %s)", pending_deadlines(),
+                 assigned)
 
     @app.on_partitions_revoked.connect
     async def revoked(_app, revoked, **_kwargs) -> None:
         # Its timers, stream time and held work leave with the partition; if it comes back it is
-        # judged afresh by its committed offset and its index rebuilt from the table.
+        # judged afresh by its committed offset and its index rebuilt from the table. A batch of
+        # it still in flight stops before its changelog (not owned any more); waiting for its lock
+        # means none is left when the rebalance goes on.
         for tp in revoked:
-            if tp.topic == topics.ORDER_EVENTS.name:
-                owned.pop(tp.partition, None)
+            if tp.topic == topics.ORDER_EVENTS.name and (part := owned.pop(tp.partition, None)):
+                async with part.lock:
+                    pass
             if tp.topic in inputs:
                 positions.forget(tp)
                 offsets.pop(tp, None)

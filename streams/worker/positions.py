@@ -21,8 +21,9 @@ The committed offset a partition is judged from comes from the broker
 from __future__ import annotations
 
 import asyncio
+import time
 from enum import Enum
-from typing import Hashable
+from typing import Callable, Hashable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -34,9 +35,11 @@ class Verdict(Enum):
 
 
 class ReadPositions:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._next: dict[Hashable, int] = {}  # per partition, the next offset to process
         self._gaps: dict[Hashable, tuple[int, int]] = {}  # per partition, (first missing offset, offset that showed it)
+        self._moved: dict[Hashable, float] = {}  # per partition being read again, when it last moved
 
     def next_offset(self, tp: Hashable, committed: int) -> int:
         """The next offset to process; before any record of the partition, the committed offset."""
@@ -49,6 +52,8 @@ class ReadPositions:
 
     def judge(self, tp: Hashable, offset: int, committed: int) -> Verdict:
         expected = self.next_offset(tp, committed)
+        if tp in self._moved and offset == expected:
+            self._moved[tp] = self._clock()
         if offset < expected:  # processed before (a seek back delivers it again): its step is done
             return Verdict.DROP
         if offset == expected:
@@ -61,7 +66,20 @@ class ReadPositions:
             self._next[tp] = offset + 1
             return Verdict.PROCESS
         self._gaps[tp] = (expected, offset)
+        self._moved[tp] = self._clock()
         return Verdict.REWIND
+
+    def stalled_rereads(self, after: float) -> list[tuple[Hashable, int]]:
+        """(partition, offset to read from) of every re-read that has not moved for `after` seconds.
+        Faust drops the records of a seek that raced the fetch it replaced: such a re-read never comes."""
+        now = self._clock()
+        stalled = [tp for tp, moved in self._moved.items() if now - moved > after]
+        for tp in stalled:
+            if self.rereading(tp):
+                self._moved[tp] = now
+            else:
+                del self._moved[tp]
+        return [(tp, self._next.get(tp, self._gaps[tp][0])) for tp in stalled if tp in self._moved]
 
     def rewind_to(self, tp: Hashable) -> int:
         return self._gaps[tp][0]
@@ -70,6 +88,7 @@ class ReadPositions:
         """A partition that comes back is judged afresh by its committed offset."""
         self._next.pop(tp, None)
         self._gaps.pop(tp, None)
+        self._moved.pop(tp, None)
 
 
 class Committed:

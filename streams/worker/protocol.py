@@ -21,9 +21,12 @@ holds the batch (a restore brings it back) and the inputs run again as
 duplicates that change nothing; their outputs were delivered in step 2. So
 state that survives always implies its outputs were delivered.
 
-A record the broker refuses, at step 2 or 3, raises DeliveryFailed before
-anything of the batch is stored or acked: the worker stops (say so loudly and
-exit), and its restart takes the batch again from the committed offset.
+Any failure from step 1 on (a record the broker refuses, a RocksDB error, a
+bug) stops the worker before the batch is acknowledged: it says so loudly and
+exits, and its restart takes the batch again from the committed offset. (An
+event whose own step raises is not such a failure: the agents dead-letter it
+and go on.) Going on instead would let later batches be acknowledged past
+the failed one, which Faust then commits.
 
 Two test-only settings drive fault injection: `crash_after = "STEP:N"` kills
 the process (SIGKILL) the N-th time a batch with records to publish reaches
@@ -68,8 +71,10 @@ def _plan(spec: str, what: str) -> tuple[str, int] | None:
 
 
 class BatchProtocol:
-    def __init__(self, producer, crash_after: str = "", fail_delivery: str = ""):
+    def __init__(self, producer, stop: Callable[[str], Awaitable[None]], crash_after: str = "",
+                 fail_delivery: str = ""):
         self._producer = producer
+        self._stop = stop
         self._crash = _plan(crash_after, "crash_after")
         if self._crash and self._crash[0] not in STEPS:
             raise ValueError(f"crash_after: the step must be one of {', '.join(STEPS)}")
@@ -87,10 +92,8 @@ class BatchProtocol:
 
     async def _send(self, topic: str, key, value, partition) -> asyncio.Future:
         self._sent[topic] += 1
-        if self._fail == (topic, self._sent[topic]):
-            refused = asyncio.get_running_loop().create_future()
-            refused.set_exception(KafkaError(f"fail_delivery={topic}:{self._sent[topic]}: refused on purpose"))
-            return refused
+        if self._fail == (topic, self._sent[topic]):  # as the producer refuses a record too large
+            raise KafkaError(f"fail_delivery={topic}:{self._sent[topic]}: refused on purpose")
         return await self._producer.send(topic, key, value, partition, None, None)
 
     async def deliver(self, records: Iterable[Record]) -> list:
@@ -108,10 +111,26 @@ class BatchProtocol:
                 raise DeliveryFailed(f"a record was not delivered: {result!r}") from result
         return results
 
-    async def complete(self, records: list[Record], batches: list[PartitionBatch],
-                       owned: Callable[[], bool], ack: Callable[[], Awaitable[None]]) -> None:
-        """Steps 2 to 5 for a batch whose core ran (step 1): `records` to publish, the table
-        `batches` it wrote, `owned()` while its partition is still this worker's, `ack()` its inputs."""
+    async def fail(self, where: str, exc: BaseException) -> None:
+        """A batch of `where` failed: stop the worker before anything more is acknowledged."""
+        log.error("%s: the batch failed", where, exc_info=exc)
+        await self._stop(f"{where}: {exc!r}; nothing of the batch was acknowledged, a restart takes it again")
+
+    async def complete(self, where: str, records: list[Record], batches: list[PartitionBatch],
+                       owned: Callable[[], bool], ack: Callable[[], Awaitable[None]]) -> bool:
+        """Steps 2 to 5 for a batch of `where` whose core ran (step 1): `records` to publish, the table
+        `batches` it wrote, `owned()` while its partition is still this worker's, `ack()` its inputs.
+        False if the batch was given up (the partition moved, or the worker stops)."""
+        try:
+            await self._complete(records, batches, owned, ack)
+            return True
+        except Revoked:
+            log.info("%s moved to another worker mid-batch; its new owner takes the batch again", where)
+        except Exception as exc:
+            await self.fail(where, exc)
+        return False
+
+    async def _complete(self, records, batches, owned, ack) -> None:
         self._checkpoint("applied", records)
         await self.deliver(records)
         self._checkpoint("published", records)

@@ -1,6 +1,7 @@
 """What every agent of the worker shares: the Faust settings, the Worker, and how the worker stops."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ log = logging.getLogger("orderflow")
 
 APP_ID = "orderflow"
 STOPPED_EXIT_STATUS = 3
+COMMIT_BEFORE_STOP_S = 5.0
 
 
 def _credentials(config: Config):
@@ -56,6 +58,11 @@ def faust_settings(config: Config) -> dict:
         # Outputs are published at least once with deterministic ids by the batch protocol
         # (streams/worker/protocol.py); Faust's exactly-once mode is not used.
         processing_guarantee="at_least_once",
+        # Faust would wait, at every rebalance and stop, until each message handed to an agent
+        # is acknowledged; the protocol acknowledges only what is durable and leaves the rest
+        # (a batch in flight, records dropped for a re-read) to be read again from the
+        # committed offset, so that wait is not needed and could last until the session ends.
+        stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         # A dead letter carries the rejected message whole: room for an input at
         # Kafka's usual 1 MiB limit plus the reason. (The dead-letter topic's
@@ -93,7 +100,10 @@ async def stop_worker(app: faust.App, reason: str) -> None:
     takes the unfinished batches again from their committed offsets."""
     log.critical("stopping the worker: %s", reason)
     try:
-        await app.consumer.commit()
+        # Bounded: the failure may be an outage, in which the commit's producer flush would hang.
+        await asyncio.wait_for(app.consumer.commit(), COMMIT_BEFORE_STOP_S)
+    except Exception:  # nothing more to lose: what is not committed is taken again
+        log.warning("could not commit before stopping", exc_info=True)
     finally:
         logging.shutdown()
         os._exit(STOPPED_EXIT_STATUS)
