@@ -315,7 +315,7 @@ def test_windows_expire_with_stream_time_and_facts_for_them_are_counted_too_late
     caplog.set_level(logging.WARNING, logger="orderflow.analytics")
     assert aggregator.add(fact("ORDER_CREATED", at(10, 30), "too-late")) == []
     assert aggregator.tally["too_late"] == 1 and len(store) == 4
-    assert "too-late" in caplog.text and "too late" in caplog.text
+    assert not caplog.records  # counted in the tally, summarised by the worker: no line per fact
     tally = aggregator.tally
     assert tally["in"] == tally["applied"] + tally["duplicates"] + tally["too_late"] == 5
 

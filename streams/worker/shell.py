@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -106,6 +107,9 @@ async def stop_worker(app: faust.App, reason: str) -> None:
         log.warning("could not commit before stopping", exc_info=True)
     finally:
         logging.shutdown()
+        # The command's own line too: os._exit skips the CLI's report, and the log may be a file.
+        sys.stderr.write(f"Error: the worker stopped: {reason}\n")
+        sys.stderr.flush()
         os._exit(STOPPED_EXIT_STATUS)
 
 
