@@ -29,8 +29,8 @@ from .shell import Worker, by_partition
 
 log = logging.getLogger("orderflow")
 
-BATCH_SIZE = 1000
-BATCH_WAIT = 0.01
+BATCH_SIZE = 2000
+BATCH_WAIT = 0.05
 
 
 def register_inventory(worker: Worker, protocol: BatchProtocol) -> StockRoom:

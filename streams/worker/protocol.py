@@ -105,10 +105,12 @@ class BatchProtocol:
         except Exception as exc:  # refused before it was queued, e.g. larger than a request may be
             await asyncio.gather(*futures, return_exceptions=True)
             raise DeliveryFailed(f"a record for {topic} was refused: {exc!r}") from exc
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise DeliveryFailed(f"a record was not delivered: {result!r}") from result
+        results = []
+        for future in futures:  # in order: most are done by the time the first is
+            try:
+                results.append(await future)
+            except Exception as exc:
+                raise DeliveryFailed(f"a record was not delivered: {exc!r}") from exc
         return results
 
     async def fail(self, where: str, exc: BaseException) -> None:
