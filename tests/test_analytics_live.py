@@ -40,8 +40,10 @@ def test_worker_publishes_the_replays_figures_and_expires_windows(own_broker, tm
     phases = [
         # Windows of 20 days ago: published, then dropped once the traffic of today passes them.
         [created("old-1", old), seller_cancelled("old-1", old + MIN)],
-        [created("new-1", now - 2 * HOUR), paid("new-1", now - 2 * HOUR + 5 * MIN),
-         created("new-2", now - HOUR, shop_id="shop-2"), seller_cancelled("new-2", now - HOUR + MIN)],
+        # new-2 only once new-1's figures are out: their orders may sit on different partitions, and
+        # new-2's facts, an hour later, would expire new-1's MINUTE windows if they came first.
+        [created("new-1", now - 2 * HOUR), paid("new-1", now - 2 * HOUR + 5 * MIN)],
+        [created("new-2", now - HOUR, shop_id="shop-2"), seller_cancelled("new-2", now - HOUR + MIN)],
         # Too late: their windows are gone. (Cancelled by the seller, or at 48 h if the worker's
         # clock for their partition is already today; too late either way.)
         [created("old-2", old + 2 * MIN), seller_cancelled("old-2", old + 3 * MIN)],

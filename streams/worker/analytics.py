@@ -12,6 +12,7 @@ publishes every changed metric to order-analytics, keyed by the row.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from orderflow.tables.analytics import AnalyticsTable, define_analytics_table
@@ -54,7 +55,8 @@ def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
     worker.derivers.append(take_facts)
 
     def apply(number: int, group: list, limit: int) -> tuple:
-        """Step 1, without awaiting: one partition's facts aggregated in memory; the changed metrics."""
+        """Step 1, without awaiting: one partition's facts aggregated in memory; the changed metrics
+        and the table batch."""
         decoded = []
         for event in group:
             try:
@@ -69,7 +71,7 @@ def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
             changed = aggregator.add_many(decoded, limit=limit)
         finally:
             store.batch = None
-        return batch, [(metrics_name, row_key(record), metric_codec.encode(record), None) for record in changed]
+        return [(metrics_name, row_key(record), metric_codec.encode(record), None) for record in changed], [batch]
 
     @app.agent(facts_topic, name="analytics")
     async def aggregate(stream):
@@ -77,20 +79,8 @@ def register_analytics(worker: Worker, protocol: BatchProtocol) -> None:
             aggregator.tally["batches"] += 1
             limit = worker.clock.now()
             for number, group in by_partition(events):
-                where = f"{facts_name}/{number}"
-                try:
-                    batch, records = apply(number, group, limit)
-                except Exception as exc:
-                    await protocol.fail(where, exc)
-                    continue
-
-                async def ack(group=group) -> None:
-                    for event in group:
-                        event.ack()
-
-                def owned(number=number) -> bool:
-                    return any(tp.partition == number and tp.topic == facts_name for tp in app.consumer.assignment())
-                await protocol.complete(where, records, [batch], owned, ack)
+                await protocol.process(facts_name, number, group, functools.partial(apply, number, group, limit),
+                                       app.consumer.assignment)
 
     async def report(*_args, **_kwargs) -> None:
         tally = aggregator.tally

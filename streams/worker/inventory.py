@@ -16,6 +16,7 @@ a batch taken again after a crash publishes the same answers again.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from orderflow.tables.inventory import define_inventory_table
@@ -76,7 +77,7 @@ def register_inventory(worker: Worker, protocol: BatchProtocol) -> StockRoom:
                     out += _dead_letters(message, [messages.rejected(
                         message.topic, message.partition, message.offset,
                         f"could not be processed: {type(exc).__name__}: {exc}", clock.now())])
-            return batch, out
+            return out, [batch]
         finally:
             stock.batch = None
 
@@ -84,21 +85,8 @@ def register_inventory(worker: Worker, protocol: BatchProtocol) -> StockRoom:
     async def keep_stock(stream):
         async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WAIT):
             for number, group in by_partition(events):
-                where = f"inventory-events/{number}"
-                try:
-                    batch, out = apply(number, group)
-                except Exception as exc:
-                    await protocol.fail(where, exc)
-                    continue
-
-                async def ack(group=group) -> None:
-                    for event in group:
-                        event.ack()
-
-                def owned(number=number) -> bool:
-                    return any(tp.partition == number and tp.topic == topics.INVENTORY_EVENTS.name
-                               for tp in app.consumer.assignment())
-                await protocol.complete(where, out, [batch], owned, ack)
+                await protocol.process(topics.INVENTORY_EVENTS.name, number, group,
+                                       functools.partial(apply, number, group), app.consumer.assignment)
 
     async def report(*_args, **_kwargs) -> None:
         tally = room.tally

@@ -132,6 +132,27 @@ class BatchProtocol:
             await self.fail(where, exc)
         return False
 
+    async def process(self, topic: str, number: int, events: list,
+                      apply: Callable[[], tuple[list[Record], list[PartitionBatch]]],
+                      assigned: Callable[[], Iterable]) -> bool:
+        """The whole protocol for one partition's batch whose events are all acknowledged once it is
+        durable: `apply()` is step 1 (records to publish, table batches written); `assigned()` gives
+        the topic partitions this worker holds."""
+        where = f"{topic}/{number}"
+        try:
+            records, batches = apply()
+        except Exception as exc:
+            await self.fail(where, exc)
+            return False
+
+        async def ack() -> None:
+            for event in events:
+                event.ack()
+
+        def owned() -> bool:
+            return any(tp.topic == topic and tp.partition == number for tp in assigned())
+        return await self.complete(where, records, batches, owned, ack)
+
     async def _complete(self, records, batches, owned, ack) -> None:
         self._checkpoint("applied", records)
         await self.deliver(records)
