@@ -10,7 +10,10 @@ recent event ids); `hold|<sku>|<order>|<line>` holds one order line's claim
 (reserved, or short when the units were not there). A line is all or nothing.
 A released or consumed claim stays behind, closed: a worker that takes over a
 partition handles its requests again from the last committed offset, and a
-RESERVE seen again after its line shipped must not hold the units anew.
+RESERVE seen again after its line shipped must not hold the units anew. It is
+deleted when its order is forgotten (FORGET, at the end of the order's
+retention period, long after any request of it could be read again); a FORGET
+of a claim still open releases its units first.
 
 Stock of a SKU the warehouse never reported is not tracked: its requests are
 granted without a count (sellers who do not sync stock). Reservations are made
@@ -25,7 +28,7 @@ from decimal import Decimal
 from typing import MutableMapping
 
 from .lifecycle import contract
-from .lifecycle.confirmation import CONSUME, OUT_OF_STOCK, PRICE_MISMATCH, RESERVE
+from .lifecycle.confirmation import CONSUME, FORGET, OUT_OF_STOCK, PRICE_MISMATCH, RESERVE
 from .lifecycle.order import output_id
 
 # How many event ids per SKU are remembered to drop duplicates, and how many
@@ -101,6 +104,8 @@ class StockRoom:
                 if request["action"] == CONSUME:
                     sku["on_hand"] -= hold["quantity"]
                 self.store[f"sku|{sku['sku_id']}"] = sku
+        if request["action"] == FORGET:
+            self.store.pop(key, None)
         return []
 
     def _reserve(self, sku: dict, key: str, request: dict) -> dict:

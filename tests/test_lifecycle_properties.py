@@ -377,7 +377,9 @@ def test_nothing_leaves_cancelled_or_completed(delivery, data):
             order = book.orders[order_id]
             assert order["status"] == outs[first]["to_status"]
             assert order["history"][-1]["to_status"] == outs[first]["to_status"]
-            assert order["deadlines"] == {}
+            # Only the end of its retention is pending, and not before the retention period is over.
+            assert set(order["deadlines"]) == {"FORGET"}
+            assert order["deadlines"]["FORGET"] >= outs[first]["at"] + POLICY.default.retention
 
 
 @settings(max_examples=150, **SETTINGS)

@@ -40,7 +40,8 @@ def test_created_unpaid_gets_both_reminders_then_is_cancelled_at_48h():
     outputs, book = run([created("o")])
     assert summary(outputs) == [CREATED, R15, R16, (48 * HOUR, "UNPAID>CANCELLED:UNPAID_TIMEOUT")]
     assert outputs[-1]["initiator"] == "SYSTEM"
-    assert book.orders["o"]["deadlines"] == {}
+    # Nothing is pending but the end of its retention: kept 90 days after it was cancelled.
+    assert book.orders["o"]["deadlines"] == {"FORGET": T0 + 48 * HOUR + 90 * DAY}
 
 
 def test_paid_before_reminders_stops_them_and_the_cancel():
@@ -72,7 +73,8 @@ def test_full_happy_path_to_buyer_confirmation():
     assert [t["status"] for t in order["tracking"]] == ["SHIPPED", "COLLECTED", "IN_TRANSIT", "DELIVERED"]
     assert order["tracking"][1]["location"] == "Leeds hub"
     assert (order["carrier"], order["tracking_number"]) == ("Royal Mail", "RM123")
-    assert order["deadlines"] == {}
+    # Kept through its 15-day after-sales window, then 90 days more.
+    assert order["deadlines"] == {"FORGET": T0 + 4 * DAY + 15 * DAY + 90 * DAY}
 
 
 def test_delivered_without_confirmation_is_auto_confirmed_after_the_policy_period():
@@ -283,6 +285,8 @@ redelivery_dispatch_business_days = 2
 auto_confirm = "7d"
 shipment_stalled = "5d"
 orphan_grace = "1h"
+after_sales_window = "15d"
+retention = "90d"
 [regions.GB]
 timezone = "Europe/London"
 holidays = "GB"

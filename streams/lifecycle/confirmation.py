@@ -1,7 +1,8 @@
 """Confirmation, the order's side: its units asked of the warehouse, and the warehouse's answer.
 
 A paid order reserves the units of each line; a cancelled one releases them; a
-shipped one consumes them (`stock_requests`, from one step of the order). The
+shipped one consumes them; a forgotten one deletes the lines' holds
+(`stock_requests`, from one step of the order). The
 inventory answers only with problems (`OUT_OF_STOCK`, `PRICE_MISMATCH`, see
 streams/inventory.py); `stock_problem` raises the alert once per line and
 problem and, while the order waits to ship, opens the condition that asks the
@@ -16,7 +17,7 @@ from __future__ import annotations
 from . import status as st
 from .order import Change, output_id
 
-RESERVE, RELEASE, CONSUME = "RESERVE", "RELEASE", "CONSUME"
+RESERVE, RELEASE, CONSUME, FORGET = "RESERVE", "RELEASE", "CONSUME", "FORGET"
 OUT_OF_STOCK, PRICE_MISMATCH = st.OUT_OF_STOCK, st.PRICE_MISMATCH
 PROBLEMS = (OUT_OF_STOCK, PRICE_MISMATCH)
 RAISED = "stock_problems"  # the order's record of alerts already raised, as PROBLEM@line
@@ -24,6 +25,10 @@ RAISED = "stock_problems"  # the order's record of alerts already raised, as PRO
 
 def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     """What one step of an order asks of the warehouse: `stock_request` outputs, one per line item."""
+    if after is None and before is not None and before.get("paid_at") is not None:
+        # Forgotten after its retention: the lines' closed holds go too. Not sooner: a request read
+        # again after a crash finds its hold closed and changes nothing.
+        return _requests(before, [(FORGET, before["deadlines"][FORGET])])  # the deadline of that name fired
     if after is None or after.get("status") is None:
         return []
     was = before or {}
@@ -35,12 +40,16 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     elif (after["status"] == st.CANCELLED and was.get("status") != st.CANCELLED
           and after.get("paid_at") is not None and after.get("shipped_at") is None):
         actions.append((RELEASE, after["cancelled_at"]))
-    order_id = after["order_id"]
+    return _requests(after, actions)
+
+
+def _requests(order: dict, actions: list[tuple[str, int]]) -> list[dict]:
+    order_id = order["order_id"]
     return [{"output": "stock_request", "output_id": output_id(order_id, f"{action}@{n}", 0),
              "action": action, "order_id": order_id, "line": n, "sku_id": item["sku_id"],
-             "quantity": item["quantity"], "unit_price": item["unit_price"], "currency": after.get("currency"),
-             "ordered_at": after["created_at"], "at": at}
-            for action, at in actions for n, item in enumerate(after.get("line_items") or ())]
+             "quantity": item["quantity"], "unit_price": item["unit_price"], "currency": order.get("currency"),
+             "ordered_at": order["created_at"], "at": at}
+            for action, at in actions for n, item in enumerate(order.get("line_items") or ())]
 
 
 def stock_problem(change: Change, reply: dict) -> None:

@@ -16,14 +16,19 @@ from operator import itemgetter
 
 from . import cancellation, completion, confirmation, contract, payment, shipping
 from . import status as st
-from .order import Change, Rejected, copy_order, new_order
+from .order import Change, Rejected, copy_order, encoded_size, new_order
 from .policy import Policy
 
 ORPHAN_GRACE = "ORPHAN_GRACE"
+_DAY = 86_400_000
+FORGET = "FORGET"  # a finished order's retention ends; while an after-sales case is open it is kept
 
 EVENT_RULES = {**payment.EVENTS, **cancellation.EVENTS, **shipping.EVENTS, **completion.EVENTS}
 DEADLINE_RULES = {**payment.DEADLINES, **cancellation.DEADLINES, **shipping.DEADLINES, **completion.DEADLINES}
 assert set(EVENT_RULES) == set(contract.ESSENTIAL), "every event type of the contract needs a rule"
+# Events that add to a list of the order, with the limit (Limits) of that list.
+_CAPPED = {"LOGISTICS_UPDATE": ("tracking", "tracking_updates"), "DELIVERY_FAILED": ("tracking", "tracking_updates"),
+           "AFTER_SALES_REQUESTED": ("after_sales", "after_sales_cases")}
 _DUE_THEN_NAME = itemgetter(1, 0)  # the key of a (name, due) deadline: earliest first, ties by name
 
 
@@ -54,6 +59,9 @@ def advance(order: dict | None, now: int, policy: Policy) -> Step:
         if name == ORPHAN_GRACE:
             _give_up_on_orphan(step, due)
             continue
+        if name == FORGET and st.AFTER_SALES_OPEN not in step.order["conditions"]:
+            step.order = None  # its retention is over: the order is deleted (its stock holds with it)
+            continue
         # The firing count keeps ids apart when a deadline is re-armed at the same due time.
         fired = step.order.get("fired", 0)
         change = Change(step.order, f"{name}@{due}#{fired}", due, policy.for_region(step.order.get("region")))
@@ -62,6 +70,7 @@ def advance(order: dict | None, now: int, policy: Policy) -> Step:
         rule = _deadline_rule(name)
         if rule is not None:  # a deadline kind this version no longer knows is dropped
             rule(change, name)
+        _retain(change)
         step.order = change.order
         step.outputs += change.outputs
     return step
@@ -72,7 +81,8 @@ def _give_up_on_orphan(step: Step, due: int) -> None:
     held = step.order["early"]
     for n, event in enumerate(held):
         change = Change(step.order, f"{ORPHAN_GRACE}@{due}/{n}", due, None)
-        change.reject(f"order {event['order_id']} never appeared (no ORDER_CREATED within the grace period)", event)
+        change.reject(f"order {event['order_id']} never appeared (no ORDER_CREATED within the grace period), "
+                      "or it was forgotten when its retention period ended", event)
         step.outputs += change.outputs
     step.tally["dead_lettered"] += len(held)
     step.tally["buffered"] -= len(held)
@@ -91,17 +101,25 @@ def apply(order: dict | None, event: dict, now: int, policy: Policy) -> Step:
     if step.order is None:  # held events were just given up on; this one starts afresh
         step.order = new_order(order_id)
     order = step.order
-    if event["event_id"] in order["seen"] or any(e["event_id"] == event["event_id"] for e in order["early"]):
+    event_id = event["event_id"]
+    if (event_id in order["seen"] or event_id in order.get("rejected", ())
+            or any(e["event_id"] == event_id for e in order["early"])):
         step.tally["duplicates"] += 1
         return step
-    if order["status"] is None and event["event_type"] != "ORDER_CREATED":
+    if order["status"] is not None:
+        _apply_known(step, event, policy)
+    elif now - event["event_time"] > (retention := _retention(event, policy)):
+        # Its order may have finished and been forgotten: it must not start a new one.
+        _refuse(step, event, f"order {order_id} is not known and the event is older than the retention period "
+                             f"({retention // _DAY} days): its order may have been forgotten", policy)
+    elif event["event_type"] != "ORDER_CREATED":
         _hold(step, event, now, policy)
-        return step
-    _apply_known(step, event, policy)
+    else:
+        _apply_known(step, event, policy)
+        if step.order["status"] is not None and step.order["early"]:
+            _release_held(step, now, policy)
     if step.order["status"] is None and not step.order["early"]:
-        step.order = None  # its creation was rejected: nothing worth keeping
-    elif event["event_type"] == "ORDER_CREATED" and step.order["early"]:
-        _release_held(step, now, policy)
+        step.order = None  # never created (or its creation was rejected): nothing worth keeping
     return step
 
 
@@ -115,16 +133,53 @@ def answer(order: dict | None, reply: dict, policy: Policy) -> Step:
     return Step(change.order, change.outputs) if change.outputs else Step(order)
 
 
+def _retention(event: dict, policy: Policy) -> int:
+    region = event.get("region") if event["event_type"] == "ORDER_CREATED" else None
+    return (policy.for_region(region) or policy.default).retention
+
+
 def _event_time(event: dict, fallback: int) -> int:
     at = event.get("event_time")
     return at if isinstance(at, int) and not isinstance(at, bool) else fallback
 
 
 def _hold(step: Step, event: dict, now: int, policy: Policy) -> None:
-    order = step.order = copy_order(step.order)
-    order["early"].append(event)
-    order["deadlines"].setdefault(ORPHAN_GRACE, now + policy.default.orphan_grace)
-    step.tally["buffered"] += 1
+    limits = policy.limits
+    held = copy_order(step.order)
+    held["early"].append(event)
+    held["deadlines"].setdefault(ORPHAN_GRACE, now + policy.default.orphan_grace)
+    if len(held["early"]) > limits.held_events:
+        _refuse(step, event, f"{limits.held_events} events are held already for order {event['order_id']}, "
+                             "which has not been created", policy)
+    elif (size := encoded_size(held)) > limits.order_bytes:
+        _refuse(step, event, f"holding it for order {event['order_id']} (not created yet) would take "
+                             f"{size} bytes, over the limit of {limits.order_bytes}", policy)
+    else:
+        step.order = held
+        step.tally["buffered"] += 1
+
+
+def _refuse(step: Step, event: dict, reason: str, policy: Policy) -> None:
+    """Dead-letter the event; the order stays as it was, with the id kept to recognise a redelivery."""
+    change = Change(step.order, event["event_id"], event["event_time"], None)
+    change.reject(reason, event)
+    if step.order["status"] is not None or step.order["early"]:  # nothing is kept of an unknown id
+        rejected = change.edit("rejected")
+        rejected.append(event["event_id"])
+        del rejected[:-policy.limits.rejected_ids]
+    step.order = change.order
+    step.outputs += change.outputs
+    step.tally["dead_lettered"] += 1
+
+
+def _retain(change: Change) -> None:
+    """A finished order is kept for the retention period after its last change (a completed one
+    after its after-sales window too), then forgotten."""
+    rules = change.rules
+    if change.status in st.TERMINAL and rules is not None:
+        due = change.at + rules.retention + (rules.after_sales_window if change.status == st.COMPLETED else 0)
+        if change.order["deadlines"].get(FORGET, due - 1) < due:
+            change.schedule(FORGET, due)
 
 
 def _release_held(step: Step, now: int, policy: Policy) -> None:
@@ -144,20 +199,26 @@ def _apply_known(step: Step, event: dict, policy: Policy) -> None:
     kind = event["event_type"]
     region = event.get("region") if kind == "ORDER_CREATED" else step.order.get("region")
     rules = policy.for_region(region)
-    change = Change(step.order, event["event_id"], event["event_time"], rules, event_id=event["event_id"])
+    limits = policy.limits
+    order = step.order
+    change = Change(order, event["event_id"], event["event_time"], rules, event_id=event["event_id"])
     try:
         change.require(rules is not None, "region {!r} is not served by the region policy", region)
+        change.require(len(order["seen"]) < limits.events, "order {} has taken its limit of {} events",
+                       order["order_id"], limits.events)
+        if kind in _CAPPED:
+            container, limit = _CAPPED[kind]
+            change.require(len(order[container]) < getattr(limits, limit), "the order's {} holds its limit of {} "
+                           "entries already", container, getattr(limits, limit))
         EVENT_RULES[kind](change, event)
-    except Rejected as why:
-        # Only the id is kept, so a redelivered copy is a duplicate rather than judged again.
-        change = Change(step.order, event["event_id"], event["event_time"], rules)
-        change.reject(f"{why}", event)
+        _retain(change)
         change.edit("seen").append(event["event_id"])
-        step.order = change.order
-        step.outputs += change.outputs
-        step.tally["dead_lettered"] += 1
+        size = encoded_size(change.order)
+        change.require(size <= limits.order_bytes, "the order would take {} bytes, over the limit of {}",
+                       size, limits.order_bytes)
+    except Rejected as why:
+        _refuse(step, event, f"{why}", policy)
         return
-    change.edit("seen").append(event["event_id"])
     step.order = change.order
     step.outputs += change.outputs
     step.tally["applied"] += 1

@@ -12,25 +12,34 @@ from __future__ import annotations
 
 import hashlib
 
+import orjson
+
 from . import status as st
 from .policy import RegionRules
 
 # Containers that a step may change; everything inside them is replaced, never edited.
-_CONTAINERS = ("conditions", "deadlines", "history", "tracking", "reviews", "after_sales", "seen", "early")
+# `seen`: ids of the events applied (or held); `rejected`: ids of the latest rejected ones.
+_CONTAINERS = ("conditions", "deadlines", "history", "tracking", "reviews", "after_sales", "seen", "early",
+               "rejected")
 
 
 def new_order(order_id: str) -> dict:
     """An order known only by id: events for it arrived before its creation."""
     return {"order_id": order_id, "status": None, "conditions": {}, "deadlines": {}, "history": [],
-            "tracking": [], "reviews": [], "after_sales": [], "seen": [], "early": []}
+            "tracking": [], "reviews": [], "after_sales": [], "seen": [], "early": [], "rejected": []}
 
 
 def copy_order(order: dict) -> dict:
     new = dict(order)
     for name in _CONTAINERS:
-        value = new[name]
+        value = new.get(name, [])  # `rejected` is absent from orders stored before it came in
         new[name] = dict(value) if isinstance(value, dict) else list(value)
     return new
+
+
+def encoded_size(order: dict) -> int:
+    """Bytes of the order as the tables store it (compact JSON, see tables/json_table.py)."""
+    return len(orjson.dumps(order))
 
 
 def output_id(order_id: str, cause: str, n: int) -> str:
@@ -57,7 +66,7 @@ class Change:
         """The order's container `name`, to change: the step's own copy, made on its first edit."""
         if name not in self._edited:
             self._edited.add(name)
-            self.order[name] = self.order[name].copy()
+            self.order[name] = self.order.get(name, []).copy()
         return self.order[name]
 
     @property

@@ -40,6 +40,8 @@ class RegionRules:
     auto_confirm: int
     shipment_stalled: int
     orphan_grace: int
+    after_sales_window: int
+    retention: int
     timezone: str = "UTC"
     holidays: str = ""  # country code of the public-holiday calendar
 
@@ -70,7 +72,7 @@ class RegionRules:
 
 _DURATION_KEYS = (
     "unpaid_timeout", "cancel_request_timeout", "ship_by", "redelivery_window",
-    "auto_confirm", "shipment_stalled", "orphan_grace",
+    "auto_confirm", "shipment_stalled", "orphan_grace", "after_sales_window", "retention",
 )
 
 
@@ -93,9 +95,34 @@ def _rules(region: str, settings: dict) -> RegionRules:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How much one order may hold: each value is stored whole, so it must stay well below the
+    changelog topic's largest message. An event that would cross a limit is dead-lettered."""
+    events: int = 500  # events applied to one order (each id is kept to recognise redeliveries)
+    held_events: int = 50  # events held for an order id that has not been created yet
+    tracking_updates: int = 200  # entries in the tracking history
+    after_sales_cases: int = 10
+    rejected_ids: int = 64  # ids of the latest rejected events, to recognise their redeliveries
+    order_bytes: int = 512 * 1024  # the order encoded as stored
+
+
+def _limits(settings: dict) -> Limits:
+    known = set(Limits.__dataclass_fields__)
+    unknown = set(settings) - known
+    if unknown:
+        raise ValueError(f"region policy [limits]: unknown settings {sorted(unknown)}")
+    bad = [name for name, value in settings.items() if isinstance(value, bool) or not isinstance(value, int)
+           or value < 1]
+    if bad:
+        raise ValueError(f"region policy [limits]: {', '.join(sorted(bad))} must be positive whole numbers")
+    return Limits(**settings)
+
+
+@dataclass(frozen=True)
 class Policy:
     default: RegionRules
     regions: dict[str, RegionRules] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
 
     def for_region(self, region: str | None) -> RegionRules | None:
         """The region's rules, or None for a region the policy does not serve."""
@@ -110,7 +137,7 @@ class Policy:
         }
         if not regions:
             raise ValueError(f"{source}: no [regions.XX] section: the policy serves no region")
-        return cls(default=_rules("default", base), regions=regions)
+        return cls(default=_rules("default", base), regions=regions, limits=_limits(data.get("limits", {})))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Policy":
