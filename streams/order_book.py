@@ -1,22 +1,29 @@
 """The order book: the lifecycle core over a store of orders, with its deadline index.
 
-One class for every runner: the replay keeps orders in a dict, the live worker
-in a RocksDB-backed Faust table (through tables.json_table.JsonTable, one
-batch of one partition at a time, with that partition's index). Both call
-`apply` for an event and `fire_due` when deadlines may be due.
+One class for every runner: the replay keeps orders in a dict and its deadline
+index in memory (streams/timers.py); the live worker keeps both in RocksDB
+(tables/json_table.py, tables/deadlines.py), one batch of one partition at a
+time. Both call `apply` for an event and `fire_due` when deadlines may be due;
+the book is the one place that keeps the index in step with the orders.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, MutableMapping
+from typing import Callable, Iterable, MutableMapping, Protocol
 
 from .lifecycle import Policy, Step, advance, answer, apply
 from .lifecycle.confirmation import stock_requests
 from .timers import DeadlineIndex
 
 
+class Index(Protocol):
+    """What the book needs of a deadline index (streams/timers.py, tables/deadlines.py)."""
+    def track(self, order_id: str, before: dict[str, int], after: dict[str, int]) -> None: ...
+    def pop_due(self, now: int) -> list[tuple[int, str]]: ...
+
+
 class OrderBook:
-    def __init__(self, orders: MutableMapping[str, dict], policy: Policy, index: DeadlineIndex | None = None):
+    def __init__(self, orders: MutableMapping[str, dict], policy: Policy, index: Index | None = None):
         self.orders = orders
         self.policy = policy
         self.index = index if index is not None else DeadlineIndex()
@@ -51,10 +58,11 @@ class OrderBook:
         return self._keep(order_id, order, answer(order, reply, self.policy))
 
     def fire_due(self, now: int) -> list[dict]:
-        """Fire every indexed deadline due by `now`, across orders, in due order."""
+        """Fire every indexed deadline due by `now`, across orders, in due order. Each look takes all
+        that is due in one pass; a deadline that firing sets already due comes in the next one."""
         outputs: list[dict] = []
-        while (due := self.index.next_due()) is not None and due <= now:
-            for due_at, order_id in self.index.pop_due(due):
+        while due := self.index.pop_due(now):
+            for due_at, order_id in due:
                 outputs += self.fire(order_id, due_at)
         return outputs
 
@@ -71,15 +79,16 @@ class OrderBook:
             self.orders.pop(order_id, None)
         else:
             self.orders[order_id] = step.order
-        self.index.track(order_id, step.deadlines)
+        self.index.track(order_id, before["deadlines"] if before else {}, step.deadlines)
         # Last: what observers derive (analytics facts) is of a step that was kept.
         for observe in self.observers:
             observe(before, step.order, step.outputs)
         return step.outputs
 
-    def rebuild_index(self, orders=None) -> int:
-        """Index the deadlines of every order in the store, or of `orders` (order_id, order) pairs."""
-        self.index.clear()
-        for order_id, order in (self.orders.items() if orders is None else orders):
-            self.index.track(order_id, order["deadlines"])
-        return len(self.index)
+    def index_orders(self, orders: Iterable[tuple[str, dict]]) -> int:
+        """Index the deadlines of stored orders the index does not know; how many orders there were."""
+        count = 0
+        for order_id, order in orders:
+            self.index.track(order_id, {}, order["deadlines"])
+            count += 1
+        return count

@@ -30,6 +30,7 @@ from orderflow.streams.order_book import OrderBook
 from orderflow.streams.replay import Line, replay
 from orderflow.streams.simulator import DAY, HOUR, Simulator
 from orderflow.streams.tansu import true_end_offsets
+from orderflow.tables.deadlines import parse_key
 from orderflow.tables.json_table import decode, encode
 
 FULL = os.environ.get("ORDERFLOW_FULL", "").strip().lower() not in ("", "0", "false", "no")
@@ -562,6 +563,18 @@ async def listed_and_fetched_ends(bootstrap: str, topic: str = CHANGELOG) -> tup
     return ({tp.partition: end for tp, end in listed.items()}, {tp.partition: end for tp, end in fetched.items()})
 
 
-def index_size(orders: dict[str, dict]) -> int:
-    """What the worker's deadline index holds after a rebuild from these orders."""
-    return sum(len(set(order["deadlines"].values())) for order in orders.values())
+def index_entries(orders: dict[str, dict]) -> set[tuple[int, str]]:
+    """What a deadline index of these orders holds: (due, order_id), one per due time of an order."""
+    return {(due, order_id) for order_id, order in orders.items() for due in set(order["deadlines"].values())}
+
+
+def stored_index(data_dir: Path) -> set[tuple[int, str]]:
+    """The deadline index in a stopped worker's RocksDB (tables/deadlines.py), every partition."""
+    entries = set()
+    for path in sorted(Path(data_dir).rglob("deadlines-*.db")):
+        db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            entries |= {parse_key(key) for key in db.keys() if key < b"\x01"}
+        finally:
+            db.close()
+    return entries

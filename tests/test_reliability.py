@@ -18,7 +18,6 @@ default; ORDERFLOW_FULL=1 runs the issue's sizes (100,000 orders for the crash).
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import signal
 import time
@@ -35,9 +34,9 @@ from orderflow.streams.clock import wall_ms
 from orders import ADDRESS, HOUR, created, paid
 from reliability import (OutputLog, Published, Stalled, assert_orders_match, changelog_state, committed_offsets, compare_orders,
                          compare_outputs, describe_order_difference, expected_from_replay, final_tally, frozen_clock,
-                         index_size, is_deadline_output, latest_state, listed_and_fetched_ends, no_events_since_start,
+                         index_entries, is_deadline_output, latest_state, listed_and_fetched_ends, no_events_since_start,
                          ownership, publish_events, reconciles, report, restore_highwaters, rocksdb_copies,
-                         simulated_traffic, sized, wait_caught_up)
+                         simulated_traffic, sized, stored_index, wait_caught_up)
 
 CRASH_ORDERS = sized(500, 100_000)
 
@@ -116,6 +115,7 @@ def test_crash_kill9_mid_stream_then_restart_matches_replay(own_broker, tmp_path
     tally = final_tally(second_log)
     comparison = compare_outputs(published_outputs, expected)
     stored, _ = latest_state(rocksdb_copies([data_dir]))
+    index = stored_index(data_dir)
     missing, unexpected, differing = compare_orders(stored, expected)
     changelog, changelog_figures = run(changelog_state(bootstrap))
     cl_missing, cl_unexpected, cl_differing = compare_orders(changelog, expected)
@@ -139,6 +139,9 @@ def test_crash_kill9_mid_stream_then_restart_matches_replay(own_broker, tmp_path
         f"{line}\nfirst differing: "
         + "; ".join(f"{o}: {describe_order_difference(stored[o], expected.orders[o])}" for o in differing[:2])
         + f" missing {missing[:3]} unexpected {unexpected[:3]}")
+    # Its deadline index, written beside the orders in two RocksDB writes a kill can fall between, holds
+    # exactly their deadlines (the restart's restore completes the one behind).
+    assert index == index_entries(stored), f"{len(index ^ index_entries(stored))} entries differ\n{line}"
     # Nothing lost: every output the replay publishes, each order's status changes in the replay's order,
     # and the changelog (what a restore or a move rebuilds from) holds the same orders as RocksDB.
     if comparison.missing or comparison.sequences_differ or cl_missing or cl_unexpected or cl_differing:
@@ -307,11 +310,11 @@ def test_state_loss_wiped_rocksdb_restores_from_the_changelog_and_continues(own_
     listed, fetched = figures.pop("ends")
     second_log = log_text[log_text.rindex("[^Worker]: Starting...") if "[^Worker]: Starting..." in log_text else 0:]
     used = restore_highwaters(second_log)
-    recovered = [int(n) for n in re.findall(r"orders recovered: (\d+) deadlines pending", second_log)]
     tally = final_tally(second_log)
     comparison = compare_outputs(published_outputs, expected)
     before_missing, before_unexpected, before_differing = compare_orders(stored_before_wipe, at_pause)
     stored, _ = latest_state(rocksdb_copies([data_dir]))
+    index = stored_index(data_dir)
     missing, unexpected, differing = compare_orders(stored, expected)
     changelog, changelog_figures = run(changelog_state(bootstrap))
     cl_differ = sum(map(len, compare_orders(changelog, expected)))
@@ -322,8 +325,8 @@ def test_state_loss_wiped_rocksdb_restores_from_the_changelog_and_continues(own_
         "changelog_at_wipe_listed_end": sum(listed.values()), "changelog_at_wipe_fetched_end": sum(fetched.values()),
         "partitions_with_short_listed_end": short,
         "restore_used_ends": {p: h + 1 for p, h in sorted(used[0].items())} if used else None,
-        "orders_at_wipe": len(at_pause.orders), "deadlines_at_wipe": index_size(at_pause.orders),
-        "deadlines_recovered": recovered[0] if recovered else None,
+        "orders_at_wipe": len(at_pause.orders), "deadlines_at_wipe": len(index_entries(at_pause.orders)),
+        "deadlines_indexed_at_end": len(index), "deadlines_of_orders_at_end": len(index_entries(stored)),
         "orders_differing_before_wipe": len(before_missing) + len(before_unexpected) + len(before_differing),
         **comparison.figures(), "restarted_in": tally["in"], "restarted_duplicates": tally["duplicates"],
         "orders_missing": len(missing), "orders_unexpected": len(unexpected), "orders_differing": len(differing),
@@ -335,10 +338,10 @@ def test_state_loss_wiped_rocksdb_restores_from_the_changelog_and_continues(own_
     assert not (before_missing or before_unexpected or before_differing), line
     # The changelog's last batches held several records (the broker listed short ends: without the
     # workaround the restore would stop early); the restore read each partition to its true end,
-    # and rebuilt every pending deadline.
+    # and the deadline index restored with it holds exactly the stored orders' deadlines.
     assert short, line
     assert used and {p: h + 1 for p, h in used[0].items()} == fetched, line
-    assert recovered and recovered[0] == index_size(at_pause.orders), line
+    assert index == index_entries(stored), line
     assert reconciles(tally), f"{tally} {line}"
     assert comparison.ok, f"{comparison}\n{line}"
     assert_orders_match(stored, expected, line)

@@ -1,13 +1,15 @@
 """The order agent: order events and stock replies in, the order book over them, outputs out;
 and the timers of its partitions, fired in-process through the same per-partition path.
 
-The worker that owns a partition of order-events owns its orders (the table is
-co-partitioned) and their deadlines: each partition keeps its own deadline
-index, rebuilt from RocksDB when the partition is assigned and dropped the
-moment it is revoked, so no deadline of a partition that moved is fired here.
-A timer wakes partitions that have no input: it takes the partition's lock and
-runs a batch with no events, which fires what is due. Nothing writes the table
-outside a batch (streams/worker/protocol.py).
+The worker that owns a partition of order-events owns its orders (the tables
+are co-partitioned) and their deadlines: each partition's deadline index is a
+table in RocksDB beside its orders (tables/deadlines.py), written in the same
+batch, so it is there as soon as the partition is restored; this worker stops
+looking at it the moment the partition is revoked, so no deadline of a
+partition that moved is fired here. A timer wakes partitions that have no
+input: it takes the partition's lock and runs a batch with no events, which
+fires what is due. Nothing writes the tables outside a batch
+(streams/worker/protocol.py).
 
 Time: each event is applied at its partition's stream time (the latest event
 time processed there, never ahead of the clock), as a replay does. Deadlines
@@ -19,16 +21,17 @@ backlog is never overtaken by its auto-cancel.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass, field
 
 from faust.types import TP
 
+from orderflow.tables.deadlines import PartitionIndex, define_deadlines_table
 from orderflow.tables.direct import PartitionBatch
 
 from .. import messages, topics
 from ..codec import SchemaError, codec_for_topic
-from ..timers import DeadlineIndex
 from .positions import Committed, ReadPositions, Verdict
 from .protocol import BatchProtocol, Record
 from .shell import Worker, by_partition, describe
@@ -43,19 +46,22 @@ BATCH_WAIT = 0.05
 # A gap's re-read that shows no progress for this long is asked for again (Faust can drop the
 # records of a seek that raced the fetch it replaced).
 STALLED_REREAD_S = 2.0
+# Orders of a partition indexed per batch when a partition has orders stored before its index.
+INDEX_BATCH = 10_000
 
 
 @dataclass(eq=False)
 class Partition:
     """What this worker keeps for one partition of order-events while it owns it."""
     number: int
-    index: DeadlineIndex = field(default_factory=DeadlineIndex)
+    index: PartitionIndex
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stream_time: int | None = None
 
 
 def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committed) -> None:
     app, book, clock, orders = worker.app, worker.book, worker.clock, worker.orders
+    deadlines = define_deadlines_table(app, worker.config.partitions)
     inputs = (topics.ORDER_EVENTS.name, topics.STOCK_REPLIES.name)
     source = app.topic(*inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     codecs = {spec.name: codec_for_topic(spec) for spec in (*topics.OUTPUT_TOPICS.values(), topics.STOCK_REQUESTS)}
@@ -91,11 +97,12 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
             return clock.now()
         return part.stream_time
 
-    def apply(part: Partition, events: list, now: int | None) -> tuple[PartitionBatch, list, list, list]:
+    def apply(part: Partition, events: list, now: int | None) -> tuple[list[PartitionBatch], list, list, list]:
         """Step 1, in memory and without awaiting: the core over the events, then the due deadlines;
-        returns the table batch, the records to publish, the events applied and the gaps seen."""
-        batch = orders.open(part.number)
-        orders.batch, book.index = batch, part.index
+        returns the table batches (orders, deadline index), the records to publish, the events
+        applied and the gaps seen."""
+        batches = [orders.open(part.number), part.index.open()]
+        orders.batch, book.index = batches[0], part.index
         worker.take_derived()  # nothing of another batch
         produced, applied, rewinds = [], [], []
         try:
@@ -119,9 +126,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 applied.append(event)
             if now is not None:
                 produced += [(output, None) for output in book.fire_due(max(now, part.stream_time or now))]
-            return batch, records(produced), applied, rewinds
+            return batches, records(produced), applied, rewinds
         finally:
             orders.batch, book.index = None, None
+            part.index.close()
 
     def records(produced: list) -> list[Record]:
         out: list[Record] = []
@@ -142,7 +150,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
             for tp in {event.message.tp for event in events}:
                 await committed_offset(tp)
             now = await safe_time(part)
-            batch, out, applied, rewinds = apply(part, events, now)
+            batches, out, applied, rewinds = apply(part, events, now)
             for tp, start, seen in rewinds:
                 log.warning("%s/%d: offsets %d..%d were never delivered; reading them again", tp.topic,
                             tp.partition, start, seen - 1)
@@ -160,7 +168,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                         event.ack()
 
         lines, echoed[:] = list(echoed), []
-        if await protocol.complete(where, out, [batch], lambda: owned.get(part.number) is part, ack):
+        if await protocol.complete(where, out, batches, lambda: owned.get(part.number) is part, ack):
             for line in lines:
                 print(line, flush=True)
 
@@ -185,34 +193,54 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
             if part.lock.locked():
                 continue  # the agent is at it; its batch fires what is due
             now = await safe_time(part)
-            due = part.index.next_due()
-            if now is None or due is None or due > now:
+            if now is None or not part.index.due_by(now):
                 continue
             async with part.lock:
                 if owned.get(part.number) is part:
                     await run_batch(part, [])
 
+    async def index_stored_orders(part: Partition) -> bool:
+        """Index, once, the orders a partition held before it had a deadline index (tables/deadlines.py),
+        INDEX_BATCH orders per batch through the protocol. False if the partition left meanwhile."""
+        if part.index.indexed():
+            return True
+        stored = orders.partition_items(part.number)
+        tp = TP(topics.ORDER_EVENTS.name, part.number)
+        last = False
+        while not last:
+            batch = part.index.open()
+            book.index = part.index
+            try:
+                last = book.index_orders(itertools.islice(stored, INDEX_BATCH)) < INDEX_BATCH
+                if last:
+                    part.index.mark_indexed()
+            finally:
+                book.index = None
+                part.index.close()
+            if not await protocol.complete(f"order-events/{part.number} (indexing its stored orders)", [], [batch],
+                                           lambda: tp in app.consumer.assignment(), _nothing):
+                return False
+        return True
+
     @worker.orders_table.on_recover
     async def recovered() -> None:
         assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name)
-        try:
-            for number in assigned:
-                if number not in owned:
-                    part = Partition(number)
-                    book.index = part.index
-                    book.rebuild_index(orders.partition_items(number))
+        for number in assigned:
+            if number in owned:
+                continue
+            part = Partition(number, PartitionIndex(deadlines, number))
+            try:
+                if await index_stored_orders(part):
                     owned[number] = part
-        except Exception as exc:  # Faust would resume the streams anyway, with these partitions unserved
-            await protocol.fail(f"order-events/{number} (rebuilding its deadlines)", exc)
-        finally:
-            book.index = None
-        log.info("orders recovered: %d deadlines pending on this worker (partitions %s)", pending_deadlines(),
+            except Exception as exc:  # Faust would resume the streams anyway, with this partition unserved
+                await protocol.fail(f"order-events/{number} (indexing its stored orders)", exc)
+        log.info("orders recovered: about %d deadlines pending on this worker (partitions %s)", pending_deadlines(),
                  assigned)
 
     @app.on_partitions_revoked.connect
     async def revoked(_app, revoked, **_kwargs) -> None:
         # Its timers, stream time and held work leave with the partition; if it comes back it is
-        # judged afresh by its committed offset and its index rebuilt from the table. A batch of
+        # judged afresh by its committed offset and its index read from the table again. A batch of
         # it still in flight stops before its changelog (not owned any more); waiting for its lock
         # means none is left when the rebalance goes on.
         for tp in revoked:
@@ -228,6 +256,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         return sum(len(part.index) for part in owned.values())
 
     worker.pending_deadlines = pending_deadlines
+
+
+async def _nothing() -> None:
+    """Nothing to acknowledge: a batch of the worker's own (indexing stored orders)."""
 
 
 def _order_id(key: bytes | None) -> str | None:
