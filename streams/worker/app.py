@@ -25,6 +25,7 @@ from .orders import register_orders
 from .positions import Committed
 from .protocol import BatchProtocol
 from .recovery import rewind_uncommitted
+from .restore import restore_in_bulk
 from .shell import APP_ID, Worker, faust_settings, stop_worker
 
 log = logging.getLogger("orderflow")
@@ -48,6 +49,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     register_analytics(worker, protocol)
     register_inventory(worker, protocol)
     register_views(worker)
+    restore_in_bulk(app, client_settings(config))
 
     async def report(*_args, **_kwargs) -> None:
         tally = worker.book.tally
