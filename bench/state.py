@@ -8,8 +8,12 @@ Loads --orders unpaid orders (three pending deadlines each: 15 min, 16 h,
     due during the run, with all the others pending; baseline: the lag of
     asyncio.sleep on this machine in the same run;
 (e) restart-to-ready from local RocksDB, and after wiping local state
-    (changelog restore); baseline: reading the changelog with a bare consumer;
-(f) peak RSS of the worker with the orders open; baseline: an empty worker.
+    (changelog restore); baseline: reading the same changelogs (every table's)
+    with a bare consumer;
+(f) peak RSS of the worker with the orders open; baseline: an empty worker;
+(g) RocksDB bytes per open order (orders table, and deadline index), then per
+    finished order: --finished simulated orders run to their end are added
+    and the growth divided by them. Sizes are the SST files' after a flush.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from rocksdict import Options, Rdict
 
 import common
 from latency import percentile
@@ -85,8 +90,11 @@ async def reminder_lags(bootstrap: str, probes: int, spread_s: float) -> list[fl
     return lags
 
 
+CHANGELOGS = [f"orderflow-{table}-changelog" for table in ("orders", "deadlines", "inventory", "analytics")]
+
+
 async def read_changelog(bootstrap: str) -> tuple[int, float]:
-    consumer = AIOKafkaConsumer("orderflow-orders-changelog", bootstrap_servers=bootstrap,
+    consumer = AIOKafkaConsumer(*CHANGELOGS, bootstrap_servers=bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000)
     started = time.monotonic()
     await consumer.start()
@@ -99,10 +107,24 @@ async def read_changelog(bootstrap: str) -> tuple[int, float]:
     return count, time.monotonic() - started - 0.9
 
 
+def table_bytes(data: Path, table: str) -> int:
+    """SST bytes of a stopped worker's table, every partition, after flushing what its WAL holds."""
+    total = 0
+    for path in sorted(data.rglob(f"{table}-*.db")):
+        db = Rdict(str(path), options=Options(raw_mode=True))
+        try:
+            db.flush()
+            total += db.property_int_value("rocksdb.total-sst-files-size")
+        finally:
+            db.close()
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--probes", type=int, default=2000)
+    parser.add_argument("--finished", type=int, default=20_000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
     data = workdir / "worker"
@@ -138,8 +160,11 @@ def main() -> None:
 
         worker.send_signal(signal.SIGTERM)
         worker.wait(300)
+        sizes = {table: table_bytes(data, table) for table in ("orders", "deadlines")}
+        print(f"(g) RocksDB bytes per open order: orders {sizes['orders'] / len(load):6.0f}, "
+              f"deadline index {sizes['deadlines'] / len(load):5.0f} ({3 * len(load):,} deadlines)")
         records, raw_seconds = asyncio.run(read_changelog(bootstrap))
-        print(f"(e) baseline: bare consumer reads the changelog ({records:,} records): {raw_seconds:6.1f} s")
+        print(f"(e) baseline: bare consumer reads the changelogs ({records:,} records): {raw_seconds:6.1f} s")
         for label, wipe in (("from local RocksDB", False), ("after wiping local state", True)):
             if wipe:
                 shutil.rmtree(data)
@@ -149,6 +174,18 @@ def main() -> None:
             print(f"(e) restart-to-ready {label}: {ready:6.1f} s")
             worker.send_signal(signal.SIGTERM)
             worker.wait(300)
+
+        # Finished orders: simulated lifecycles two months old, every deadline of theirs past.
+        history = common.traffic(args.finished, wall_ms() - 60 * 24 * 60 * MIN)
+        asyncio.run(common.publish(bootstrap, topics.ORDER_EVENTS.name, history))
+        worker = common.start_worker(bootstrap, data)
+        common.wait_consumed(bootstrap, "orderflow", topics.ORDER_EVENTS.name, len(load) + args.probes + len(history),
+                             timeout=7200)
+        time.sleep(10)  # the deadlines past fire once the worker has caught up
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(300)
+        grown = table_bytes(data, "orders") - sizes["orders"]
+        print(f"(g) RocksDB bytes per finished order ({args.finished:,} simulated to their end): {grown / args.finished:6.0f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Deadlines survive a worker restart, with or without its local RocksDB state.
 
-A deadline that passed while no worker ran fires when one starts again, once.
+A deadline that passed while no worker ran fires when one starts again, once;
+one still pending fires on time (the deadline index comes back with the orders).
 """
 from __future__ import annotations
 
@@ -56,9 +57,13 @@ def test_deadlines_that_passed_while_no_worker_ran_fire_once_at_restart(own_brok
     second = WorkerProcess(bootstrap, data_dir, clock=clock.spec())
     try:
         second.wait_ready()
+        # The 48-hour cancel, still pending at the restart, fires on time from the index restored with
+        # the orders (within three wall seconds, twelve simulated hours, of its due time or of the restart).
+        on_time = max(clock.origin + 48 * HOUR, clock.now()) + 12 * HOUR
         want = sorted(["CREATED", "PAYMENT_REMINDER_15M", "PAYMENT_REMINDER_16H", "UNPAID_TIMEOUT"])
         seen = run(read_outputs(bootstrap, lambda out: _kinds(out, "restart-1") == want, 30))
         assert _kinds(seen, "restart-1") == want
+        assert clock.now() < on_time, f"the 48-hour cancel came {(clock.now() - on_time) / HOUR + 12:.1f} h late"
         while clock.now() < clock.origin + 60 * HOUR:  # time for any duplicate firing to show up
             run(asyncio.sleep(0.1))
         seen = run(read_outputs(bootstrap, lambda out: False, 1))
