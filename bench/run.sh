@@ -11,7 +11,7 @@ if [ "${1:-}" = "--small" ]; then
   $python core.py --orders 2000
   rate=$($python throughput.py --orders 2000 2>&1 | half_of_b)
   $python latency.py --rate "$rate" --seconds 5
-  $python state.py --orders 3000 --probes 200
+  $python state.py --orders 3000 --probes 200 --finished 500
 else
   $python core.py --orders 20000 --repeat 3
   rate=$($python throughput.py --orders 20000 2>&1 | half_of_b)
