@@ -7,7 +7,9 @@ at the first one not due: nothing is held in memory per deadline, and
 nothing is rebuilt when a partition is assigned or restored. The table is
 changelogged and co-partitioned with order-events, and the order agent writes
 it in the same batch as the orders (tables/direct.py), so an order and its
-index entries become durable together.
+index entries become durable in the same steps of the batch protocol (a
+crash in the middle of its changelog step is not covered: README,
+Guarantees).
 
 The table's other keys (Faust's changelog offset, INDEXED) begin with a
 printable byte, after every deadline's key (a due time's first byte stays zero
@@ -26,7 +28,7 @@ from .direct import PartitionBatch, partition_db
 from .orders import ROCKSDB_OPTIONS
 
 TABLE_NAME = "deadlines"
-_DEADLINES_END = b"\x01"
+_DEADLINES_END = b"\x01"  # every deadline's key sorts below it
 # Set once every order stored in the partition is indexed. Orders stored by a version without this
 # table (or on a partition assigned before it had any) are indexed once, when it is missing.
 INDEXED = b"~indexed"
