@@ -185,7 +185,8 @@ def main() -> None:
         worker.send_signal(signal.SIGTERM)
         worker.wait(300)
         grown = table_bytes(data, "orders") - sizes["orders"]
-        print(f"(g) RocksDB bytes per finished order ({args.finished:,} simulated to their end): {grown / args.finished:6.0f}")
+        print(f"(g) RocksDB bytes per finished order ({args.finished:,} simulated to their end): "
+              f"{grown / args.finished:6.0f}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ async def read_changelog(table: faust.Table, tps: list[TP], reader: Reader) -> i
     try:
         await consumer.seek_to_beginning(*partitions)
         # An empty partition has nothing to read; the listed end of another may fall short (the
-        # embedded broker's), so a partition is done once its position reaches the fetched highwater.
+        # embedded broker's), so a partition is done once its position reaches the fetched highwater,
+        # or the listed end with nothing more fetched. Stopping short costs only time: Faust's
+        # recovery reads on from the offset stored.
         listed = await consumer.end_offsets(list(partitions))
         left = {tp for tp in partitions if listed[tp] > 0}
         while left:
@@ -101,8 +103,8 @@ async def read_changelog(table: faust.Table, tps: list[TP], reader: Reader) -> i
                 PartitionBatch(table, tp.partition).store([(r.key, r.value) for r in records], records[-1].offset)
                 count += len(records)
             for tp in list(left):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
+                position, highwater = await consumer.position(tp), consumer.highwater(tp)
+                if (highwater is not None and position >= highwater) or (tp not in fetched and position >= listed[tp]):
                     left.remove(tp)
     finally:
         consumer.unsubscribe()
