@@ -220,3 +220,16 @@ def test_forget_of_a_hold_still_open_releases_its_units_first():
     room.handle({**request, "action": "FORGET"})
     assert stock["sku|sku-1"]["held"] == 0 and stock["sku|sku-1"]["on_hand"] == 5
     assert "hold|sku-1|o|0" not in stock
+
+
+def test_a_forgotten_order_deletes_its_holds_when_an_event_for_its_id_comes_after_its_retention():
+    """The order is forgotten by the event's own step, which then holds the event for a new order."""
+    events = [*delivered_order("o"), confirmed("o", T0 + 2 * DAY)]
+    forgotten_at = T0 + 2 * DAY + AFTER_SALES + RETENTION
+    book = OrderBook({}, POLICY)
+    for e in events:
+        book.apply(e, e["event_time"])
+    late = update("o", forgotten_at + HOUR)
+    outputs = book.apply(late, late["event_time"])
+    assert [r["action"] for r in outputs if r["output"] == "stock_request"] == ["FORGET"]
+    assert book.orders["o"]["status"] is None and book.orders["o"]["early"] == [late]

@@ -25,9 +25,9 @@ RAISED = "stock_problems"  # the order's record of alerts already raised, as PRO
 
 def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     """What one step of an order asks of the warehouse: `stock_request` outputs, one per line item."""
-    if after is None and before is not None and before.get("paid_at") is not None:
-        # Forgotten after its retention: the lines' closed holds go too. Not sooner: a request read
-        # again after a crash finds its hold closed and changes nothing.
+    if before is not None and before.get("paid_at") is not None and (after is None or after["status"] is None):
+        # Forgotten after its retention (an event for the same id may be held already): the lines' closed
+        # holds go too. Not sooner: a request read again after a crash finds its hold closed, unchanged.
         return _requests(before, [(FORGET, before["deadlines"][FORGET])])  # the deadline of that name fired
     if after is None or after.get("status") is None:
         return []

@@ -110,8 +110,10 @@ def apply(order: dict | None, event: dict, now: int, policy: Policy) -> Step:
         _apply_known(step, event, policy)
     elif now - event["event_time"] > (retention := _retention(event, policy)):
         # Its order may have finished and been forgotten: it must not start a new one.
+        # A copy of an event its order took before it was forgotten: the cause keeps ids apart from its outputs.
         _refuse(step, event, f"order {order_id} is not known and the event is older than the retention period "
-                             f"({retention // _DAY} days): its order may have been forgotten", policy)
+                             f"({retention // _DAY} days): its order may have been forgotten", policy,
+                f"forgotten@{event_id}")
     elif event["event_type"] != "ORDER_CREATED":
         _hold(step, event, now, policy)
     else:
@@ -159,9 +161,9 @@ def _hold(step: Step, event: dict, now: int, policy: Policy) -> None:
         step.tally["buffered"] += 1
 
 
-def _refuse(step: Step, event: dict, reason: str, policy: Policy) -> None:
+def _refuse(step: Step, event: dict, reason: str, policy: Policy, cause: str | None = None) -> None:
     """Dead-letter the event; the order stays as it was, with the id kept to recognise a redelivery."""
-    change = Change(step.order, event["event_id"], event["event_time"], None)
+    change = Change(step.order, cause or event["event_id"], event["event_time"], None)
     change.reject(reason, event)
     if step.order["status"] is not None or step.order["early"]:  # nothing is kept of an unknown id
         rejected = change.edit("rejected")
