@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+from orderflow.streams import topics
 from orderflow.streams.inventory import StockRoom
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.lifecycle.order import encoded_size
@@ -12,6 +14,7 @@ from orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolved, confi
                     review, shipped, stock_set, update)
 
 POLICY = Policy.load()
+PACKAGED_POLICY = Path(topics.__file__).parent / "region_policy.toml"
 LIMITS = POLICY.limits
 RETENTION, AFTER_SALES = POLICY.default.retention, POLICY.default.after_sales_window
 
@@ -233,3 +236,14 @@ def test_a_forgotten_order_deletes_its_holds_when_an_event_for_its_id_comes_afte
     outputs = book.apply(late, late["event_time"])
     assert [r["action"] for r in outputs if r["output"] == "stock_request"] == ["FORGET"]
     assert book.orders["o"]["status"] is None and book.orders["o"]["early"] == [late]
+
+
+def test_views_say_which_orders_they_cover_per_region_when_retention_differs():
+    text = Policy.load().covers()
+    assert text.startswith("open orders, and finished ones for 90 days after they finished")
+    packaged = PACKAGED_POLICY.read_text()
+    shorter = Policy.from_toml(packaged.replace('[regions.GB]\n', '[regions.GB]\nretention = "30d"\n'))
+    assert shorter.covers() == (
+        "open orders, and in GB: finished ones for 30 days after they finished (completed ones after their 15-day "
+        "after-sales window); in ID, MY, PH, SG, TH, VN: finished ones for 90 days after they finished (completed "
+        "ones after their 15-day after-sales window)")
