@@ -52,8 +52,9 @@ def _requests(order: dict, actions: list[tuple[str, int]]) -> list[dict]:
             for action, at in actions for n, item in enumerate(order.get("line_items") or ())]
 
 
-def stock_problem(change: Change, reply: dict) -> None:
-    """The warehouse could not fully reserve a line, or its price is not the catalogue's."""
+def stock_problem(change: Change, reply: dict, detailed: bool = True) -> None:
+    """The warehouse could not fully reserve a line, or its price is not the catalogue's. Not
+    `detailed`: the order's condition names the line only (an order at its size limit)."""
     problem, line = reply["problem"], reply["line"]
     mark = f"{problem}@{line}"
     raised = change.order.get(RAISED, [])
@@ -69,4 +70,5 @@ def stock_problem(change: Change, reply: dict) -> None:
     change.notify("alert", problem, **detail)
     if change.status == st.AWAITING_SHIPMENT:
         lines = change.order["conditions"].get(problem, {}).get("lines", {})
-        change.open_condition(problem, lines={**lines, str(line): {k: v for k, v in detail.items() if k != "line"}})
+        kept = {k: v for k, v in detail.items() if k != "line"} if detailed else {}
+        change.open_condition(problem, lines={**lines, str(line): kept})
