@@ -579,8 +579,9 @@ def export(ctx: click.Context, status: str | None, tab: str | None, created_from
     file_format = file_format or ("xlsx" if out.suffix.lower() == ".xlsx" else "csv")
     api, chosen = api or _api_url(config), {k: v for k, v in params.items() if v is not None}
     # The bar's length: orders matching the filters now (orders arriving meanwhile may add a few).
-    total = _api_get(api, "/orders/counts", {k: v for k, v in chosen.items() if k != "include_personal_data"},
-                     config.api_token)["total"]
+    counted = _api_get(api, "/orders/counts", {k: v for k, v in chosen.items() if k != "include_personal_data"},
+                       config.api_token)
+    total = counted["total"]
     partial = out.with_name(out.name + ".partial")
     orders = rows = 0
     try:
@@ -592,7 +593,7 @@ def export(ctx: click.Context, status: str | None, tab: str | None, created_from
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
-    click.echo(f"exported {orders} orders ({rows} rows) to {out}", err=True)
+    click.echo(f"exported {orders} orders ({rows} rows) to {out}; it covers {counted['covers']}", err=True)
 
 
 @main.command()

@@ -117,6 +117,7 @@ class OrderApi:
         self.app: faust.App = worker.app
         self.orders = worker.orders
         self.zone_of = time_zones(worker.book.policy)
+        self.covers = worker.book.policy.covers()
         token = worker.config.api_token
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -192,7 +193,7 @@ class OrderApi:
         show = (functools.partial(detail, include_personal_data=_flag(params, "include_personal_data"))
                 if _flag(params, "detail") else summary)
         orders, cursor = await self._page(query, params, _flag(params, "local"), show)
-        return _json({"orders": orders, "next_cursor": cursor})
+        return _json({"orders": orders, "next_cursor": cursor, "covers": self.covers})
 
     async def count_orders(self, request: web.Request) -> web.Response:
         params = _params(request)
@@ -202,7 +203,7 @@ class OrderApi:
                                                    _flag(params, "local"))
         for answer in answers:
             statuses.update(answer["statuses"])
-        return _json(counts(statuses))
+        return _json({**counts(statuses), "covers": self.covers})
 
     async def one_order(self, request: web.Request, order_id: str) -> web.Response:
         params = _params(request)
@@ -235,7 +236,8 @@ class OrderApi:
                        "include_personal_data": "1" if personal else "0"}
         query = Query.parse(page_params)
         response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
-                                               "Content-Disposition": 'attachment; filename="orders.csv"'})
+                                               "Content-Disposition": 'attachment; filename="orders.csv"',
+                                               "X-Orders-Cover": self.covers})
         await response.prepare(request)
         buffer = io.StringIO()
         buffer.write("\ufeff")  # Excel reads UTF-8 only with a byte-order mark

@@ -717,6 +717,8 @@ def test_output_ids_are_unique_and_deadline_outputs_happen_at_a_deadline_the_ord
     for e in delivery.events:
         for n in range(4):
             causes[output_id(e["order_id"], e["event_id"], n)] = (None, e["event_time"])
+        for refused in ("rejected", "forgotten"):  # a dead letter's id is kept apart from the event's outputs
+            causes[output_id(e["order_id"], f"{refused}@{e['event_id']}", 0)] = (None, e["event_time"])
     for order_id, name, due in scheduled:
         for fired in range(64):  # the order's count of deadlines fired before this one
             for n in range(4):

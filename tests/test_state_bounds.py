@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+from orderflow.streams import topics
 from orderflow.streams.inventory import StockRoom
-from orderflow.streams.lifecycle import Policy
+from orderflow.streams.lifecycle import Policy, answer
 from orderflow.streams.lifecycle.order import encoded_size
 from orderflow.streams.order_book import OrderBook
 from orderflow.streams.replay import Line, replay
 from orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolved, confirmed, created, delivered, paid,
-                    review, shipped, stock_set, update)
+                    review, seller_cancelled, shipped, stock_set, update)
 
 POLICY = Policy.load()
+PACKAGED_POLICY = Path(topics.__file__).parent / "region_policy.toml"
 LIMITS = POLICY.limits
 RETENTION, AFTER_SALES = POLICY.default.retention, POLICY.default.after_sales_window
 
@@ -100,20 +103,51 @@ def test_an_order_takes_a_bounded_number_of_events():
 
 
 def test_an_event_that_would_make_the_order_too_large_is_dead_lettered_and_the_order_stays_as_it_was():
-    events = [*delivered_order("o")[:3]]
+    events = [*delivered_order("o")[:3], update("o", T0 + 90 * MIN, "COLLECTED")]  # in transit now
+    _, created_only = run(events[:1], until=T0 + MIN)
     _, book = run(events, until=T0 + 2 * HOUR)
     size = encoded_size(book.orders["o"])
-    policy = dataclasses.replace(POLICY, limits=dataclasses.replace(LIMITS, order_bytes=size + 300))
-    big = update("o", T0 + 2 * HOUR)
-    big["description"] = "x" * 400
+    limit = max(2 * encoded_size(created_only.orders["o"]), size + 300)  # a creation needs room to grow
+    policy = dataclasses.replace(POLICY, limits=dataclasses.replace(LIMITS, order_bytes=limit))
+    big = {**update("o", T0 + 2 * HOUR), "description": "x" * (limit - size)}
     small = update("o", T0 + 3 * HOUR)
     outputs, book = run([*events, big, small], until=T0 + 4 * HOUR, policy=policy)
     order = book.orders["o"]
-    assert len(dead_letters(outputs)) == 1
-    assert dead_letters(outputs)[0]["reason"].startswith("the order would take ")
-    assert dead_letters(outputs)[0]["reason"].endswith(f"bytes, over the limit of {size + 300}")
-    assert [t["at"] for t in order["tracking"]] == [T0 + HOUR, T0 + 3 * HOUR]  # the small scan went on
-    assert encoded_size(order) <= size + 300
+    [letter] = dead_letters(outputs)
+    assert letter["reason"].startswith("the order would take ")
+    assert letter["reason"].endswith(f"bytes, over the limit of {limit}")
+    assert [t["at"] for t in order["tracking"]] == [T0 + HOUR, T0 + 90 * MIN, T0 + 3 * HOUR]  # the small scan went on
+    assert encoded_size(order) <= limit
+
+
+def test_an_order_at_its_size_limit_can_still_be_delivered_and_completed():
+    """Steps that move the order on are never refused for size or count: it would be stuck otherwise."""
+    events = [*delivered_order("o")[:3], update("o", T0 + 90 * MIN, "COLLECTED")]
+    _, book = run(events, until=T0 + 2 * HOUR)
+    limit = 2 * encoded_size(book.orders["o"])
+    policy = dataclasses.replace(POLICY, limits=dataclasses.replace(LIMITS, order_bytes=limit, events=4))
+    fill = {**update("o", T0 + 2 * HOUR), "description": "x" * (limit // 3)}
+    outputs, book = run([*events, fill, delivered("o", T0 + DAY), confirmed("o", T0 + 2 * DAY)],
+                        until=T0 + 3 * DAY, policy=policy)
+    assert book.orders["o"]["status"] == "COMPLETED"
+    assert [o["reason"] for o in dead_letters(outputs)] == ["order o has taken its limit of 4 events"]
+
+
+def test_a_creation_without_room_to_grow_is_dead_lettered_whatever_was_held_before_it():
+    creation = created("o", line_items=[{"sku_id": f"sku-{n}", "product_name": "x" * 200, "quantity": 1,
+                                         "unit_price": "1.00"} for n in range(40)])
+    _, alone = run([creation], until=T0 + MIN)
+    size = encoded_size(alone.orders["o"])
+    policy = dataclasses.replace(POLICY, limits=dataclasses.replace(LIMITS, order_bytes=2 * size + 200))
+    held = [{**update("o", T0 - 10 * MIN + n), "description": "y" * (size // 10)} for n in range(5)]
+    for events in ([creation], [*held, creation]):  # held events do not count against the creation
+        _, book = run(events, until=T0 + MIN, policy=policy)
+        assert book.orders["o"]["status"] == "UNPAID"
+    tight = dataclasses.replace(POLICY, limits=dataclasses.replace(LIMITS, order_bytes=2 * size - 2))
+    outputs, book = run([creation], until=T0 + MIN, policy=tight)
+    assert "o" not in book.orders
+    assert dead_letters(outputs)[0]["reason"] == (f"the order would take {size} bytes when created, over half the "
+                                                  f"limit of {2 * size - 2} (the room it needs to grow)")
 
 
 def test_held_events_too_large_together_are_dead_lettered():
@@ -220,3 +254,71 @@ def test_forget_of_a_hold_still_open_releases_its_units_first():
     room.handle({**request, "action": "FORGET"})
     assert stock["sku|sku-1"]["held"] == 0 and stock["sku|sku-1"]["on_hand"] == 5
     assert "hold|sku-1|o|0" not in stock
+
+
+def test_a_forgotten_order_deletes_its_holds_when_an_event_for_its_id_comes_after_its_retention():
+    """The order is forgotten by the event's own step, which then holds the event for a new order."""
+    events = [*delivered_order("o"), confirmed("o", T0 + 2 * DAY)]
+    forgotten_at = T0 + 2 * DAY + AFTER_SALES + RETENTION
+    book = OrderBook({}, POLICY)
+    for e in events:
+        book.apply(e, e["event_time"])
+    late = update("o", forgotten_at + HOUR)
+    outputs = book.apply(late, late["event_time"])
+    assert [r["action"] for r in outputs if r["output"] == "stock_request"] == ["FORGET"]
+    assert book.orders["o"]["status"] is None and book.orders["o"]["early"] == [late]
+
+
+def test_views_say_which_orders_they_cover_per_region_when_retention_differs():
+    text = Policy.load().covers()
+    assert text.startswith("open orders, and finished ones for 90 days after they finished")
+    packaged = PACKAGED_POLICY.read_text()
+    shorter = Policy.from_toml(packaged.replace('[regions.GB]\n', '[regions.GB]\nretention = "30d"\n'))
+    assert shorter.covers() == (
+        "open orders, and in GB: finished ones for 30 days after they finished (completed ones after their 15-day "
+        "after-sales window); in ID, MY, PH, SG, TH, VN: finished ones for 90 days after they finished (completed "
+        "ones after their 15-day after-sales window)")
+
+
+def test_events_held_at_the_edge_of_the_retention_period_are_refused_before_they_could_finish_an_order():
+    """An event exactly the retention period old is refused at once (not held), so no held event can
+    finish an order whose retention would be over when it is released."""
+    now = T0 + 200 * DAY
+    events = [created("other", now), seller_cancelled("o1", now - RETENTION), review("o1", now - RETENTION + 1),
+              created("o1", now - DAY)]
+    outputs, book = run(events, until=now + MIN)
+    assert book.orders["o1"]["status"] == "UNPAID"
+    assert dead_letters(outputs)[0]["reason"].startswith("order o1 is not known and the event is older than")
+    assert reconciles(book.tally) and book.tally["buffered"] == 0
+
+
+def test_late_copies_of_a_forgotten_orders_events_do_not_start_it_again_even_with_event_times_out_of_order():
+    """Paid and cancelled at its creation time: the copies come exactly when it is forgotten."""
+    stock = {}
+    cr, pd = created("o1", T0), paid("o1", T0)
+    events = [stock_set("sku-1", T0 - DAY, 10), cr, pd, seller_cancelled("o1", T0), created("tick", T0 + RETENTION),
+              dict(cr), dict(pd)]
+    outputs = list(replay((Line(n, e) for n, e in enumerate(events, 1)), T0 + RETENTION + MIN, POLICY,
+                          book := OrderBook({}, POLICY), StockRoom(stock)))
+    assert "o1" not in book.orders and stock["sku|sku-1"]["held"] == 0 and "hold|sku-1|o1|0" not in stock
+    letters = [o["reason"] for o in dead_letters(outputs) if o["order_id"] == "o1"]
+    assert len(letters) == 2 and all("older than the retention period" in reason for reason in letters)
+    changes = [o["to_status"] for o in outputs if o["output"] == "status_change" and o["order_id"] == "o1"]
+    assert changes == ["UNPAID", "AWAITING_SHIPMENT", "CANCELLED"]
+    ids = [o["output_id"] for o in outputs]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_stock_problem_for_an_order_at_its_size_limit_keeps_only_the_line_in_the_condition():
+    book = OrderBook({}, POLICY)
+    for e in (created("o"), paid("o", T0 + MIN)):
+        book.apply(e, e["event_time"])
+    order = book.orders["o"]
+    reply = {"problem": "OUT_OF_STOCK", "order_id": "o", "sku_id": "sku-1", "line": 0, "at": T0 + MIN,
+             "quantity": 2, "available": 1, "unit_price": "9.99", "catalogue_price": None, "currency": "GBP"}
+    roomy = answer(order, reply, POLICY)
+    assert roomy.order["conditions"]["OUT_OF_STOCK"]["lines"]["0"] == {"sku_id": "sku-1", "quantity": 2, "available": 1}
+    tight = dataclasses.replace(POLICY, limits=dataclasses.replace(LIMITS, order_bytes=encoded_size(order) + 20))
+    step = answer(order, reply, tight)
+    assert step.order["conditions"]["OUT_OF_STOCK"]["lines"] == {"0": {}}
+    assert step.outputs[0]["detail"] == roomy.outputs[0]["detail"]  # the alert says it all

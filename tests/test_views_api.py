@@ -30,6 +30,8 @@ from orderflow.streams.publish import Publisher
 from orders import MIN, created, paid
 
 TOKEN = "test-token-7f3a"
+COVERS = ("open orders, and finished ones for 90 days after they finished (completed ones after their 15-day "
+          "after-sales window)")
 
 
 # --- secure defaults, no broker needed ---------------------------------------------------------------------------
@@ -163,6 +165,8 @@ def test_any_worker_answers_for_all_and_export_reads_the_api(two_workers, tmp_pa
         "api-00", "api-06"]
     counts = get_json(second, "/orders/counts", region="SG")
     assert counts["tabs"]["To ship"] == 2 and counts["tabs"]["Unpaid"] == 2 and counts["total"] == 4
+    # Finished orders are forgotten after the region policy's retention: views say what they cover.
+    assert counts["covers"] == get_json(first, "/orders")["covers"] == COVERS
 
     # One order of the other worker's partitions, through the first.
     theirs = sorted(local[1])[0]
@@ -192,7 +196,7 @@ def test_any_worker_answers_for_all_and_export_reads_the_api(two_workers, tmp_pa
          "--format", "csv", "--out", str(tmp_path / "paid.csv")],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert exported.returncode == 0, exported.stderr
-    assert "exported 6 orders (6 rows)" in exported.stderr
+    assert f"exported 6 orders (6 rows) to {tmp_path / 'paid.csv'}; it covers {COVERS}" in exported.stderr
     with (tmp_path / "paid.csv").open(newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["Order ID"] for r in rows] == ORDER_IDS[::2]  # in order-id order

@@ -25,9 +25,9 @@ RAISED = "stock_problems"  # the order's record of alerts already raised, as PRO
 
 def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     """What one step of an order asks of the warehouse: `stock_request` outputs, one per line item."""
-    if after is None and before is not None and before.get("paid_at") is not None:
-        # Forgotten after its retention: the lines' closed holds go too. Not sooner: a request read
-        # again after a crash finds its hold closed and changes nothing.
+    if before is not None and before.get("paid_at") is not None and (after is None or after["status"] is None):
+        # Forgotten after its retention (an event for the same id may be held already): the lines' closed
+        # holds go too. Not sooner: a request read again after a crash finds its hold closed, unchanged.
         return _requests(before, [(FORGET, before["deadlines"][FORGET])])  # the deadline of that name fired
     if after is None or after.get("status") is None:
         return []
@@ -52,8 +52,9 @@ def _requests(order: dict, actions: list[tuple[str, int]]) -> list[dict]:
             for action, at in actions for n, item in enumerate(order.get("line_items") or ())]
 
 
-def stock_problem(change: Change, reply: dict) -> None:
-    """The warehouse could not fully reserve a line, or its price is not the catalogue's."""
+def stock_problem(change: Change, reply: dict, detailed: bool = True) -> None:
+    """The warehouse could not fully reserve a line, or its price is not the catalogue's. Not
+    `detailed`: the order's condition names the line only (an order at its size limit)."""
     problem, line = reply["problem"], reply["line"]
     mark = f"{problem}@{line}"
     raised = change.order.get(RAISED, [])
@@ -69,4 +70,5 @@ def stock_problem(change: Change, reply: dict) -> None:
     change.notify("alert", problem, **detail)
     if change.status == st.AWAITING_SHIPMENT:
         lines = change.order["conditions"].get(problem, {}).get("lines", {})
-        change.open_condition(problem, lines={**lines, str(line): {k: v for k, v in detail.items() if k != "line"}})
+        kept = {k: v for k, v in detail.items() if k != "line"} if detailed else {}
+        change.open_condition(problem, lines={**lines, str(line): kept})

@@ -72,7 +72,8 @@ def _address(name: str, value) -> str | None:
 
 
 def _limit(key: str) -> int:
-    return MAX_ID if key.endswith("_id") or key in ("currency", "region") else MAX_TEXT
+    # Amounts are decimal strings: their length is bounded too, as each is kept on the order.
+    return MAX_ID if key.endswith(("_id", "price", "amount")) or key in ("currency", "region") else MAX_TEXT
 
 
 def _text_problem(event: dict) -> str | None:

@@ -108,19 +108,27 @@ def apply(order: dict | None, event: dict, now: int, policy: Policy) -> Step:
         return step
     if order["status"] is not None:
         _apply_known(step, event, policy)
-    elif now - event["event_time"] > (retention := _retention(event, policy)):
-        # Its order may have finished and been forgotten: it must not start a new one.
-        _refuse(step, event, f"order {order_id} is not known and the event is older than the retention period "
-                             f"({retention // _DAY} days): its order may have been forgotten", policy)
+    else:
+        _unknown(step, event, now, policy)
+    if step.order["status"] is None and not step.order["early"]:
+        step.order = None  # never created (or its creation was rejected): nothing worth keeping
+    return step
+
+
+def _unknown(step: Step, event: dict, now: int, policy: Policy) -> None:
+    """An event for an order id that has no order (yet, or any more)."""
+    if now - event["event_time"] >= (retention := _retention(event, policy)):
+        # Its order may have finished and been forgotten: it must not start a new one. A copy of an
+        # event its order took before: the cause keeps the dead letter's id apart from its outputs.
+        _refuse(step, event, f"order {event['order_id']} is not known and the event is older than the retention "
+                             f"period ({retention // _DAY} days): its order may have been forgotten", policy,
+                f"forgotten@{event['event_id']}")
     elif event["event_type"] != "ORDER_CREATED":
         _hold(step, event, now, policy)
     else:
         _apply_known(step, event, policy)
         if step.order["status"] is not None and step.order["early"]:
             _release_held(step, now, policy)
-    if step.order["status"] is None and not step.order["early"]:
-        step.order = None  # never created (or its creation was rejected): nothing worth keeping
-    return step
 
 
 def answer(order: dict | None, reply: dict, policy: Policy) -> Step:
@@ -128,8 +136,12 @@ def answer(order: dict | None, reply: dict, policy: Policy) -> Step:
     if order is None or order["status"] is None:
         return Step(order)
     rules = policy.for_region(order.get("region"))
-    change = Change(order, f"{reply['problem']}@{reply['line']}", reply["at"], rules)
+    cause = f"{reply['problem']}@{reply['line']}"
+    change = Change(order, cause, reply["at"], rules)
     confirmation.stock_problem(change, reply)
+    if encoded_size(change.order) > policy.limits.order_bytes:  # the alert carries the detail anyway
+        change = Change(order, cause, reply["at"], rules)
+        confirmation.stock_problem(change, reply, detailed=False)
     return Step(change.order, change.outputs) if change.outputs else Step(order)
 
 
@@ -159,9 +171,11 @@ def _hold(step: Step, event: dict, now: int, policy: Policy) -> None:
         step.tally["buffered"] += 1
 
 
-def _refuse(step: Step, event: dict, reason: str, policy: Policy) -> None:
-    """Dead-letter the event; the order stays as it was, with the id kept to recognise a redelivery."""
-    change = Change(step.order, event["event_id"], event["event_time"], None)
+def _refuse(step: Step, event: dict, reason: str, policy: Policy, cause: str | None = None) -> None:
+    """Dead-letter the event; the order stays as it was, with the id kept to recognise a redelivery.
+    The cause keeps the dead letter's id apart from the outputs of the event, should a later copy
+    of it be applied (its id is no longer among the latest rejected)."""
+    change = Change(step.order, cause or f"rejected@{event['event_id']}", event["event_time"], None)
     change.reject(reason, event)
     if step.order["status"] is not None or step.order["early"]:  # nothing is kept of an unknown id
         rejected = change.edit("rejected")
@@ -172,12 +186,20 @@ def _refuse(step: Step, event: dict, reason: str, policy: Policy) -> None:
     step.tally["dead_lettered"] += 1
 
 
+def _settles(before: dict, after: dict) -> bool:
+    """Did the step change the order's status or close one of its open conditions?"""
+    return after["status"] != before["status"] or not after["conditions"].keys() >= before["conditions"].keys()
+
+
 def _retain(change: Change) -> None:
     """A finished order is kept for the retention period after its last change (a completed one
     after its after-sales window too), then forgotten."""
     rules = change.rules
     if change.status in st.TERMINAL and rules is not None:
-        due = change.at + rules.retention + (rules.after_sales_window if change.status == st.COMPLETED else 0)
+        # Not before its creation's retention is over either, so a late copy of the creation is refused
+        # as too old rather than taken for a new order (event times need not come in order).
+        since = max(change.at, change.order["created_at"])
+        due = since + rules.retention + (rules.after_sales_window if change.status == st.COMPLETED else 0)
         if change.order["deadlines"].get(FORGET, due - 1) < due:
             change.schedule(FORGET, due)
 
@@ -190,6 +212,7 @@ def _release_held(step: Step, now: int, policy: Policy) -> None:
     step.tally["buffered"] -= len(held)
     for event in held:
         fired = advance(step.order, now, policy)
+        # Never forgotten here: its creation was not older than its retention, which runs from it.
         step.order, step.outputs = fired.order, step.outputs + fired.outputs
         _apply_known(step, event, policy)
 
@@ -204,8 +227,6 @@ def _apply_known(step: Step, event: dict, policy: Policy) -> None:
     change = Change(order, event["event_id"], event["event_time"], rules, event_id=event["event_id"])
     try:
         change.require(rules is not None, "region {!r} is not served by the region policy", region)
-        change.require(len(order["seen"]) < limits.events, "order {} has taken its limit of {} events",
-                       order["order_id"], limits.events)
         if kind in _CAPPED:
             container, limit = _CAPPED[kind]
             change.require(len(order[container]) < getattr(limits, limit), "the order's {} holds its limit of {} "
@@ -213,9 +234,19 @@ def _apply_known(step: Step, event: dict, policy: Policy) -> None:
         EVENT_RULES[kind](change, event)
         _retain(change)
         change.edit("seen").append(event["event_id"])
-        size = encoded_size(change.order)
-        change.require(size <= limits.order_bytes, "the order would take {} bytes, over the limit of {}",
-                       size, limits.order_bytes)
+        if kind == "ORDER_CREATED":
+            # Measured without the held events (each is measured as it is released), with room to grow.
+            size = encoded_size({**change.order, "early": []})
+            change.require(size <= limits.order_bytes // 2, "the order would take {} bytes when created, over "
+                           "half the limit of {} (the room it needs to grow)", size, limits.order_bytes)
+        elif not _settles(order, change.order):
+            # A step that moves the order on or settles what it asked for is never refused: there are
+            # a few of them per order, and refusing them would leave the order stuck.
+            change.require(len(order["seen"]) < limits.events, "order {} has taken its limit of {} events",
+                           order["order_id"], limits.events)
+            size = encoded_size(change.order)
+            change.require(size <= limits.order_bytes, "the order would take {} bytes, over the limit of {}",
+                           size, limits.order_bytes)
     except Rejected as why:
         _refuse(step, event, f"{why}", policy)
         return

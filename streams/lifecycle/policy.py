@@ -124,6 +124,18 @@ class Policy:
     regions: dict[str, RegionRules] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
 
+    def covers(self) -> str:
+        """What the order tables hold, in words: views and exports say which orders they cover."""
+        def kept(rules: RegionRules) -> str:
+            return (f"finished ones for {rules.retention // _UNITS_MS['d']} days after they finished (completed "
+                    f"ones after their {rules.after_sales_window // _UNITS_MS['d']}-day after-sales window)")
+        by_rule: dict[str, list[str]] = {}
+        for code, rules in sorted(self.regions.items()):
+            by_rule.setdefault(kept(rules), []).append(code)
+        if len(by_rule) == 1:
+            return f"open orders, and {next(iter(by_rule))}"
+        return "open orders, and " + "; ".join(f"in {', '.join(codes)}: {text}" for text, codes in by_rule.items())
+
     def for_region(self, region: str | None) -> RegionRules | None:
         """The region's rules, or None for a region the policy does not serve."""
         return self.regions.get(region or "")
