@@ -11,7 +11,7 @@ index entries become durable in the same steps of the batch protocol (a
 crash in the middle of its changelog step is not covered: README,
 Guarantees).
 
-The table's other keys (Faust's changelog offset, INDEXED) begin with a
+The table's other keys (Faust's changelog offset, INDEXED, STREAM_TIME) begin with a
 printable byte, after every deadline's key (a due time's first byte stays zero
 for two million years).
 """
@@ -32,6 +32,9 @@ _DEADLINES_END = b"\x01"  # every deadline's key sorts below it
 # Set once every order stored in the partition is indexed. Orders stored by a version without this
 # table (or on a partition assigned before it had any) are indexed once, when it is missing.
 INDEXED = b"~indexed"
+# The partition's stream time (streams/worker/orders.py), kept with the batch that moved it, so a worker
+# that takes the partition over (or restarts) judges the next event at the time a replay would.
+STREAM_TIME = b"~stream-time"
 
 
 def define_deadlines_table(app: faust.App, partitions: int) -> faust.Table:
@@ -86,6 +89,13 @@ class PartitionIndex:
 
     def mark_indexed(self) -> None:
         self.batch.put(INDEXED, b"")
+
+    def stream_time(self) -> int | None:
+        stored = self._db().get(STREAM_TIME)
+        return None if stored is None else int(stored)
+
+    def keep_stream_time(self, at: int) -> None:
+        self.batch.put(STREAM_TIME, str(at).encode())
 
     def track(self, order_id: str, before: dict[str, int], after: dict[str, int]) -> None:
         gone, new = changed_dues(before, after)

@@ -81,7 +81,8 @@ def test_a_finished_order_is_forgotten_with_a_tombstone_and_a_restore_does_not_b
     worker whose clock is past their retention forgets them: each one's last changelog record is a
     tombstone and the paid one's stock hold is deleted. A late copy of a forgotten order's creation
     is dead-lettered, not used to start it again. After a wipe of the local state, the restored worker
-    holds what the replay holds: the forgotten orders stay forgotten."""
+    holds what the replay holds (the forgotten orders stay forgotten) and judges a late copy of the
+    payment as the replay does, at the partition's stream time restored with its state."""
     bootstrap = own_broker.bootstrap
     run(ensure_topics({"bootstrap_servers": bootstrap}, topics.ALL_TOPICS, 4, 1))
     retention = Policy.load().default.retention
@@ -91,7 +92,9 @@ def test_a_finished_order_is_forgotten_with_a_tombstone_and_a_restore_does_not_b
     kept_at = t + 3 * DAY
     origin = t + 2 * DAY + retention + DAY  # past both orders' retention (the unpaid one was cancelled at t + 48 h)
     second = [created("kept", origin - 12 * HOUR), update("gone", origin - 12 * HOUR), dict(gone_created)]
-    expected = expected_from_replay(first + second, origin)
+    # Read first by the restored worker: judged at the partition's stream time, kept with its state.
+    third = [dict(first[1])]
+    expected = expected_from_replay(first + second + third, origin)
     assert set(expected.orders) == {"kept"}
     data_dir = tmp_path / "worker"
 
@@ -131,7 +134,7 @@ def test_a_finished_order_is_forgotten_with_a_tombstone_and_a_restore_does_not_b
             worker = WorkerProcess(bootstrap, data_dir, clock=frozen_clock(origin))
             try:
                 await asyncio.to_thread(worker.wait_ready, 120, recoveries + 1)
-                await log.quiet(2.0)
+                await wait_caught_up(bootstrap, log, await publish_events(bootstrap, third), 120)
             finally:
                 assert worker.stop() == 0, worker.log()[-3000:]
             figures["restored"] = latest_state(rocksdb_copies([data_dir]))[0]
@@ -147,7 +150,7 @@ def test_a_finished_order_is_forgotten_with_a_tombstone_and_a_restore_does_not_b
     comparison = compare_outputs(figures["pairs"], expected)
     assert comparison.ok, str(comparison)
     late = [r for topic, r in figures["pairs"] if topic == topics.DEAD_LETTERS.name and "older than the retention" in r["reason"]]
-    assert [r["order_id"] for r in late] == ["gone"], late
+    assert [r["order_id"] for r in late] == ["gone", "gone"], late
     assert reconciles(figures["tally"]), figures["tally"]
     assert_orders_match(figures["stored"], expected, "after forgetting")
     assert_orders_match(figures["restored"], expected, "restored after a wipe")

@@ -105,6 +105,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         orders.batch, book.index = batches[0], part.index
         worker.take_derived()  # nothing of another batch
         produced, applied, rewinds = [], [], []
+        started_at = part.stream_time
         try:
             for event in events:
                 message = event.message
@@ -126,6 +127,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 applied.append(event)
             if now is not None:
                 produced += [(output, None) for output in book.fire_due(max(now, part.stream_time or now))]
+            if part.stream_time != started_at:
+                part.index.keep_stream_time(part.stream_time)
             return batches, records(produced), applied, rewinds
         finally:
             orders.batch, book.index = None, None
@@ -228,7 +231,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         for number in assigned:
             if number in owned:
                 continue
-            part = Partition(number, PartitionIndex(deadlines, number))
+            index = PartitionIndex(deadlines, number)
+            part = Partition(number, index, stream_time=index.stream_time())
             try:
                 if await index_stored_orders(part):
                     owned[number] = part
@@ -239,9 +243,9 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
     @app.on_partitions_revoked.connect
     async def revoked(_app, revoked, **_kwargs) -> None:
-        # Its timers, stream time and held work leave with the partition; if it comes back it is
-        # judged afresh by its committed offset and its index read from the table again. A batch of
-        # it still in flight stops before its changelog (not owned any more); waiting for its lock
+        # Its timers, stream time and held work leave with the partition; if it comes back it is judged
+        # afresh by its committed offset, its index and stream time read from the table again. A batch
+        # of it still in flight stops before its changelog (not owned any more); waiting for its lock
         # means none is left when the rebalance goes on.
         for tp in revoked:
             if tp.topic == topics.ORDER_EVENTS.name and (part := owned.pop(tp.partition, None)):
