@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterable, MutableMapping, Protocol
 
-from .lifecycle import Policy, Step, advance, answer, apply
+from .lifecycle import Policy, Step, advance, answer, apply, retained
 from .lifecycle.confirmation import stock_requests
 from .timers import DeadlineIndex
 
@@ -86,9 +86,13 @@ class OrderBook:
         return step.outputs
 
     def index_orders(self, orders: Iterable[tuple[str, dict]]) -> int:
-        """Index the deadlines of stored orders the index does not know; how many orders there were."""
+        """Index the deadlines of stored orders the index does not know, a finished one's retention
+        scheduled if it was stored before retention came in; how many orders there were."""
         count = 0
         for order_id, order in orders:
-            self.index.track(order_id, {}, order["deadlines"])
+            kept = retained(order, self.policy)
+            if kept is not order:
+                self.orders[order_id] = kept
+            self.index.track(order_id, {}, kept["deadlines"])
             count += 1
         return count

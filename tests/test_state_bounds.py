@@ -322,3 +322,15 @@ def test_a_stock_problem_for_an_order_at_its_size_limit_keeps_only_the_line_in_t
     step = answer(order, reply, tight)
     assert step.order["conditions"]["OUT_OF_STOCK"]["lines"] == {"0": {}}
     assert step.outputs[0]["detail"] == roomy.outputs[0]["detail"]  # the alert says it all
+
+
+def test_a_finished_order_stored_before_retention_came_in_gets_its_retention_when_indexed():
+    _, book = run([created("old")], until=T0 + 3 * DAY)
+    stored = {k: v for k, v in book.orders["old"].items() if k != "rejected"}  # as the previous version kept it
+    stored["deadlines"] = {}
+    upgraded = OrderBook({}, POLICY)
+    assert upgraded.index_orders([("old", stored)]) == 1
+    cancelled_at = T0 + 48 * HOUR
+    assert upgraded.orders["old"]["deadlines"] == {"FORGET": cancelled_at + RETENTION}
+    upgraded.fire_due(cancelled_at + RETENTION)
+    assert "old" not in upgraded.orders

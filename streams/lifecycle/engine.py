@@ -115,6 +115,17 @@ def apply(order: dict | None, event: dict, now: int, policy: Policy) -> Step:
     return step
 
 
+def retained(order: dict, policy: Policy) -> dict:
+    """An order stored before retention came in: a finished one gets its FORGET deadline now, counted
+    from when it finished, as if it had been scheduled then."""
+    rules = policy.for_region(order.get("region"))
+    if order["status"] not in st.TERMINAL or FORGET in order["deadlines"] or rules is None:
+        return order
+    change = Change(order, FORGET, order["history"][-1]["at"], rules)
+    _retain(change)
+    return change.order
+
+
 def _unknown(step: Step, event: dict, now: int, policy: Policy) -> None:
     """An event for an order id that has no order (yet, or any more)."""
     if now - event["event_time"] >= (retention := _retention(event, policy)):

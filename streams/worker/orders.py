@@ -211,16 +211,16 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         tp = TP(topics.ORDER_EVENTS.name, part.number)
         last = False
         while not last:
-            batch = part.index.open()
-            book.index = part.index
+            batches = [orders.open(part.number), part.index.open()]  # finished orders get their retention
+            orders.batch, book.index = batches[0], part.index
             try:
                 last = book.index_orders(itertools.islice(stored, INDEX_BATCH)) < INDEX_BATCH
                 if last:
                     part.index.mark_indexed()
             finally:
-                book.index = None
+                orders.batch, book.index = None, None
                 part.index.close()
-            if not await protocol.complete(f"order-events/{part.number} (indexing its stored orders)", [], [batch],
+            if not await protocol.complete(f"order-events/{part.number} (indexing its stored orders)", [], batches,
                                            lambda: tp in app.consumer.assignment(), _nothing):
                 return False
         return True
