@@ -231,18 +231,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
     @worker.orders_table.on_recover
     async def recovered() -> None:
-        # Every recovery starts the partitions afresh from their committed offsets (Faust seeks them
-        # there next), even those this worker held already: a rebalance can begin before the last one's
-        # recovery ends, and what was read in between, its commits refused, is read again.
-        assignment = app.consumer.assignment()
-        assigned = sorted(tp.partition for tp in assignment if tp.topic == topics.ORDER_EVENTS.name)
-        for tp in assignment:
-            if tp.topic in inputs:
-                forget(tp)
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name)
         for number in assigned:
-            if (old := owned.pop(number, None)) is not None:
-                async with old.lock:  # its batch in flight stops before its changelog (not owned any more)
-                    pass
+            if number in owned:
+                continue
             index = PartitionIndex(deadlines, number)
             part = Partition(number, index, stream_time=index.stream_time())
             try:
@@ -265,12 +257,9 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 async with part.lock:
                     pass
             if tp.topic in inputs:
-                forget(tp)
-
-    def forget(tp: TP) -> None:
-        positions.forget(tp)
-        offsets.pop(tp, None)
-        held.pop(tp, None)
+                positions.forget(tp)
+                offsets.pop(tp, None)
+                held.pop(tp, None)
 
     def pending_deadlines() -> int:
         return sum(part.pending for part in owned.values())
