@@ -35,12 +35,13 @@ def test_a_gap_the_re_read_confirms_is_accepted_once():
     assert positions.judge(TP, 9, 0) is Verdict.REWIND          # a new gap is read again, once
 
 
-def test_a_record_delivered_again_after_a_seek_back_is_dropped_and_moves_nothing_back():
+def test_a_record_delivered_again_after_a_seek_back_is_not_applied_again_and_moves_nothing_back():
     """Processing it again is not harmless: an order given up on (dead-lettered and deleted) would
-    take its event as new and be dead-lettered a second time, with other ids."""
+    take its event as new and be dead-lettered a second time, with other ids. It is acknowledged again
+    (DONE): after a rebalance its first acknowledgement may never have been committed."""
     positions = ReadPositions()
     judge_all(positions, [3, 4], committed=3)
-    assert judge_all(positions, [2, 3, 4], committed=3) == ["DROP"] * 3 and positions.next_offset(TP, 3) == 5
+    assert judge_all(positions, [2, 3, 4], committed=3) == ["DONE"] * 3 and positions.next_offset(TP, 3) == 5
     assert positions.judge(TP, 5, 3) is Verdict.PROCESS
 
 

@@ -104,8 +104,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         """Step 1, in memory and without awaiting: the core over the events, then the due deadlines;
         returns the table batches (orders, deadline index), the records to publish, the events
         applied and the gaps seen."""
-        batches = [orders.open(part.number), part.index.open()]
-        orders.batch, book.index = batches[0], part.index
+        # The index is stored first: a kill between the two writes leaves it ahead of the orders, whose
+        # batch is then taken again (or restored from the changelog), never an order without its entries.
+        batches = [part.index.open(), orders.open(part.number)]
+        orders.batch, book.index = batches[1], part.index
         worker.take_derived()  # nothing of another batch
         produced, applied, rewinds = [], [], []
         started_at = part.stream_time
@@ -115,6 +117,11 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 verdict = positions.judge(message.tp, message.offset, offsets[message.tp])
                 if verdict is Verdict.REWIND:
                     rewinds.append((message.tp, positions.rewind_to(message.tp), message.offset))
+                if verdict is Verdict.DONE:
+                    # Its batch is stored (batches of a partition complete in turn), but its acknowledgement
+                    # may not have been committed: a rebalance that began before the last recovery ended
+                    # refuses the commits of what was read in between, and Faust then seeks back to them.
+                    applied.append(event)
                 if verdict is not Verdict.PROCESS:
                     continue
                 try:
@@ -215,8 +222,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         tp = TP(topics.ORDER_EVENTS.name, part.number)
         last = False
         while not last:
-            batches = [orders.open(part.number), part.index.open()]  # finished orders get their retention
-            orders.batch, book.index = batches[0], part.index
+            batches = [part.index.open(), orders.open(part.number)]  # finished orders get their retention
+            orders.batch, book.index = batches[1], part.index
             try:
                 last = book.index_orders(itertools.islice(stored, INDEX_BATCH)) < INDEX_BATCH
                 if last:

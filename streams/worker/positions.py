@@ -30,7 +30,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 class Verdict(Enum):
     PROCESS = "process"
-    DROP = "drop"        # processed already, or fetched before a re-read (it comes again in order)
+    DONE = "done"        # processed already (a seek back delivers it again): acknowledged again, not applied
+    DROP = "drop"        # fetched before a re-read: it comes again in order
     REWIND = "rewind"    # read again from `rewind_to(tp)`; this record comes again too
 
 
@@ -55,7 +56,7 @@ class ReadPositions:
         if tp in self._moved and offset == expected:
             self._moved[tp] = self._clock()
         if offset < expected:  # processed before (a seek back delivers it again): its step is done
-            return Verdict.DROP
+            return Verdict.DONE
         if offset == expected:
             self._next[tp] = offset + 1
             return Verdict.PROCESS
