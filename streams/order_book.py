@@ -40,6 +40,10 @@ class OrderBook:
         step = apply(order, event, now, self.policy)
         self.tally["in"] += 1
         self.tally.update(step.tally)
+        if step.tally["duplicates"] and step.order is order is not None:
+            # A copy read again after a crash: the order may have been stored (or restored from its
+            # changelog) ahead of its deadline index. Indexing its deadlines again repairs that (idempotent).
+            self.index.track(order_id, {}, order["deadlines"])
         return self._keep(order_id, order, step)
 
     def fire(self, order_id: str, now: int) -> list[dict]:
