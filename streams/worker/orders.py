@@ -104,10 +104,11 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         """Step 1, in memory and without awaiting: the core over the events, then the due deadlines;
         returns the table batches (orders, deadline index), the records to publish, the events
         applied and the gaps seen."""
-        # The index is stored first: a kill between the two writes leaves it ahead of the orders, whose
-        # batch is then taken again (or restored from the changelog), never an order without its entries.
-        batches = [part.index.open(), orders.open(part.number)]
-        orders.batch, book.index = batches[1], part.index
+        # The orders are stored first: a kill between the two writes leaves the index (and the stream
+        # time kept with it) behind, and the events read again index their orders anew (OrderBook.apply);
+        # the other way round, they would be judged at a stream time ahead of them.
+        batches = [orders.open(part.number), part.index.open()]
+        orders.batch, book.index = batches[0], part.index
         worker.take_derived()  # nothing of another batch
         produced, applied, rewinds = [], [], []
         started_at = part.stream_time
@@ -222,8 +223,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         tp = TP(topics.ORDER_EVENTS.name, part.number)
         last = False
         while not last:
-            batches = [part.index.open(), orders.open(part.number)]  # finished orders get their retention
-            orders.batch, book.index = batches[1], part.index
+            batches = [orders.open(part.number), part.index.open()]  # finished orders get their retention
+            orders.batch, book.index = batches[0], part.index
             try:
                 last = book.index_orders(itertools.islice(stored, INDEX_BATCH)) < INDEX_BATCH
                 if last:
