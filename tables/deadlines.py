@@ -11,7 +11,7 @@ index entries become durable in the same steps of the batch protocol (a
 crash in the middle of its changelog step is not covered: README,
 Guarantees).
 
-The table's other keys (Faust's changelog offset, INDEXED, STREAM_TIME) begin with a
+The table's other keys (Faust's changelog offset, INDEXED, STREAM_TIME, READ_POSITION) begin with a
 printable byte, after every deadline's key (a due time's first byte stays zero
 for two million years).
 """
@@ -35,6 +35,11 @@ INDEXED = b"~indexed"
 # The partition's stream time (streams/worker/orders.py), kept with the batch that moved it, so a worker
 # that takes the partition over (or restarts) judges the next event at the time a replay would.
 STREAM_TIME = b"~stream-time"
+# Per input topic, the next offset the order agent is to apply: every record before it is applied and
+# stored with this batch or an earlier one. Faust's committed offset trails it (acknowledgements are
+# committed later): the records in between are done, not applied again. Written last in the batch,
+# and the protocol delivers this table's changelog after the orders' (streams/worker/protocol.py).
+READ_POSITION = b"~read/"
 
 
 def define_deadlines_table(app: faust.App, partitions: int) -> faust.Table:
@@ -96,6 +101,13 @@ class PartitionIndex:
 
     def keep_stream_time(self, at: int) -> None:
         self.batch.put(STREAM_TIME, str(at).encode())
+
+    def read_position(self, topic: str) -> int:
+        stored = self._db().get(READ_POSITION + topic.encode())
+        return 0 if stored is None else int(stored)
+
+    def keep_read_position(self, topic: str, offset: int) -> None:
+        self.batch.put(READ_POSITION + topic.encode(), str(offset).encode())
 
     def track(self, order_id: str, before: dict[str, int], after: dict[str, int]) -> None:
         gone, new = changed_dues(before, after)

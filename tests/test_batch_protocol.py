@@ -136,18 +136,22 @@ def test_kill9_at_each_step_of_the_protocol_loses_nothing(own_broker, tmp_path, 
     assert_matches_replay(figures, expected, record_property, f"kill9_{step}")
 
 
-def test_orphans_dead_letters_survive_a_kill9_between_their_delivery_and_the_order_deletion(own_broker, tmp_path,
-                                                                                          record_property):
+@pytest.mark.parametrize("step", STEPS[1:])
+def test_orphans_dead_letters_survive_a_kill9_after_their_delivery(own_broker, tmp_path, record_property, step):
     """Only events of orders that never appear: the first batch with outputs is the one that gives up on
-    them (dead letters, orders deleted). Killed once its dead letters are delivered and before the deletion
-    reaches the changelog, the restart gives up on them again, with the same ids."""
+    them (dead letters, orders deleted). Killed at each step after its dead letters are delivered, before
+    the events' offsets are committed: the restart reads the events again and gives up on them with the
+    same ids (before the deletion is durable), or knows them as done (after it); nothing else."""
     origin = wall_ms()
     events = [paid(f"orphan-{n}", origin - 3 * HOUR + n * MIN) for n in range(40)]
     expected = expected_from_replay(events, origin)
     assert len(expected.outputs) == 40 and not expected.orders
-    figures = run_to_completion(own_broker.bootstrap, tmp_path, events, origin, {"crash_after": "published:1"})
+    # Nothing committed before the kill: every event is read again.
+    figures = run_to_completion(own_broker.bootstrap, tmp_path, events, origin,
+                                {"crash_after": f"{step}:1", "commit_interval": "3600"})
     assert figures["first_rc"] == -signal.SIGKILL, figures["first_log"][-3000:]
-    assert_matches_replay(figures, expected, record_property, "kill9_orphans")
+    assert figures["events_committed_when_first_ended"] == 0, figures
+    assert_matches_replay(figures, expected, record_property, f"kill9_orphans_{step}")
 
 
 def test_a_refused_delivery_stores_and_acknowledges_nothing_of_its_batch(own_broker, tmp_path, record_property):

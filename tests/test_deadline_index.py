@@ -142,3 +142,19 @@ def test_orders_stored_before_the_index_existed_are_indexed_once(tmp_path):
     index.open()
     assert index.indexed()
     assert [order_id for _, order_id in index.pop_due(T0 + 48 * HOUR)] == ["old-1", "old-2"] * 3
+
+
+def test_read_positions_are_kept_per_input_topic_after_the_batch_s_other_keys(tmp_path):
+    """The order agent writes them last in its batch: their changelog record then comes after the
+    batch's deadlines and stream time, so a restore that has them has the rest of the batch."""
+    stored = Stored(tmp_path)
+    assert stored.read_position("order-events") == 0  # none kept yet: start from the committed offset
+    stored.track("a", {}, {"X": T0 + 1})
+    stored.keep_stream_time(T0)
+    stored.keep_read_position("order-events", 17)
+    stored.keep_read_position("stock-replies", 3)
+    assert [key for key, _ in stored.batch.records()][-2:] == [b"~read/order-events", b"~read/stock-replies"]
+    assert stored.read_position("order-events") == 0  # not stored before the batch is
+    stored.commit()
+    assert (stored.read_position("order-events"), stored.read_position("stock-replies")) == (17, 3)
+    assert stored.due_by(T0 + 1) and not stored.due_by(T0)  # the keys sort after every deadline's

@@ -58,3 +58,17 @@ def test_orders_stored_without_an_index_are_indexed_from_the_orders_given():
     other = _book(book.orders)
     assert other.index_orders(list(book.orders.items())) == 1 and len(other.index) == len(book.index) == 3
     assert other.fire_due(T0 + 48 * HOUR)[-1]["reason"] == "UNPAID_TIMEOUT"
+
+
+def test_an_index_behind_its_orders_is_repaired_when_its_stale_entries_come_due():
+    """A crash between the orders' changelog and the index's: the orders hold a batch of firings, the
+    index the entries from before it. Those stale entries fire nothing, and index their orders again."""
+    book = _book()
+    book.apply(created("ob-5", T0), T0)
+    index_before = copy.deepcopy(book.index)
+    fired = book.fire_due(T0 + 48 * HOUR)
+    assert fired[-1]["to_status"] == "CANCELLED" and book.orders["ob-5"]["deadlines"]  # its retention
+    stale = OrderBook(copy.deepcopy(book.orders), Policy.load(None), index_before)
+    assert stale.fire_due(T0 + 48 * HOUR) == [] and stale.orders == book.orders
+    expected = sorted((due, "ob-5") for due in set(book.orders["ob-5"]["deadlines"].values()))
+    assert stale.index.pop_due(T0 + 10_000 * HOUR) == expected

@@ -58,14 +58,6 @@ def test_acknowledgements_wait_until_the_re_read_passes_the_record_that_showed_t
     assert not positions.rereading(TP)
 
 
-def test_a_partition_that_comes_back_is_judged_afresh():
-    positions = ReadPositions()
-    judge_all(positions, [0, 1, 2])
-    positions.judge(TP, 9, 0)
-    positions.forget(TP)
-    assert positions.next_offset(TP, committed=40) == 40 and positions.judge(TP, 40, 40) is Verdict.PROCESS
-
-
 def test_a_re_read_that_does_not_come_is_asked_for_again_from_where_it_stands():
     """Faust drops the records of a seek that raced the fetch it replaced: nothing would ever move."""
     now = [0.0]

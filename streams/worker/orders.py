@@ -60,6 +60,13 @@ class Partition:
     # Deadlines pending after its last batch (RocksDB's estimate), for the logs: read while the
     # partition's database is surely open, not when Faust may have closed it (a stopping worker).
     pending: int = 0
+    # Per input topic partition (order-events and stock-replies of this number): where reading
+    # starts, found once; where it stands; acknowledgements held back while a gap is read again.
+    # They live and die with this object, so a batch that outlives its partition's revocation
+    # cannot leave positions behind for the next assignment.
+    starts: dict[TP, int] = field(default_factory=dict)
+    positions: ReadPositions = field(default_factory=ReadPositions)
+    held: dict[TP, list] = field(default_factory=dict)
 
 
 def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committed) -> None:
@@ -69,14 +76,14 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
     source = app.topic(*inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     codecs = {spec.name: codec_for_topic(spec) for spec in (*topics.OUTPUT_TOPICS.values(), topics.STOCK_REQUESTS)}
     owned: dict[int, Partition] = {}
-    positions = ReadPositions()
-    offsets: dict[TP, int] = {}  # committed offsets, asked once per assignment
-    held: dict[TP, list] = {}  # acknowledgements held back while a gap is read again
 
-    async def committed_offset(tp: TP) -> int:
-        if tp not in offsets:
-            offsets[tp] = await committed.offset(tp.topic, tp.partition)
-        return offsets[tp]
+    async def start_offset(tp: TP, part: Partition) -> int:
+        """The first offset not applied yet: the stored read position, or the committed offset if
+        that is further (a partition stored by a version that kept no read position)."""
+        if tp not in part.starts:
+            start = max(await committed.offset(tp.topic, tp.partition), part.index.read_position(tp.topic))
+            part.starts.setdefault(tp, start)
+        return part.starts[tp]
 
     def handle(message, part: Partition) -> list[dict]:
         if message.topic == topics.STOCK_REPLIES.name:
@@ -95,8 +102,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         """Deadlines up to this time may fire: the clock once caught up, else the stream time."""
         tp = TP(topics.ORDER_EVENTS.name, part.number)
         highwater = app.consumer.highwater(tp)
-        done = positions.next_offset(tp, await committed_offset(tp))
-        if highwater is not None and done >= highwater and not positions.rereading(tp):
+        done = part.positions.next_offset(tp, await start_offset(tp, part))
+        if highwater is not None and done >= highwater and not part.positions.rereading(tp):
             return clock.now()
         return part.stream_time
 
@@ -111,17 +118,18 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         orders.batch, book.index = batches[0], part.index
         worker.take_derived()  # nothing of another batch
         produced, applied, rewinds = [], [], []
+        positions = part.positions
         started_at = part.stream_time
         try:
             for event in events:
                 message = event.message
-                verdict = positions.judge(message.tp, message.offset, offsets[message.tp])
+                verdict = positions.judge(message.tp, message.offset, part.starts[message.tp])
                 if verdict is Verdict.REWIND:
                     rewinds.append((message.tp, positions.rewind_to(message.tp), message.offset))
                 if verdict is Verdict.DONE:
-                    # Its batch is stored (batches of a partition complete in turn), but its acknowledgement
-                    # may not have been committed: a rebalance that began before the last recovery ended
-                    # refuses the commits of what was read in between, and Faust then seeks back to them.
+                    # Applied in a stored batch, but its acknowledgement was not committed: a crash or a
+                    # move came before the commit (Faust reads on from the committed offset), or a rebalance
+                    # that began before the last recovery ended refused the commit and Faust sought back.
                     applied.append(event)
                 if verdict is not Verdict.PROCESS:
                     continue
@@ -140,6 +148,9 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 produced += [(output, None) for output in book.fire_due(max(now, part.stream_time or now))]
             if part.stream_time != started_at:
                 part.index.keep_stream_time(part.stream_time)
+            for tp in {event.message.tp for event in events}:  # last in the batch: see tables/deadlines.py
+                if (position := positions.next_offset(tp, part.starts[tp])) != part.index.read_position(tp.topic):
+                    part.index.keep_read_position(tp.topic, position)
             return batches, records(produced), applied, rewinds
         finally:
             orders.batch, book.index = None, None
@@ -162,7 +173,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         book.tally["batches"] += 1
         try:
             for tp in {event.message.tp for event in events}:
-                await committed_offset(tp)
+                await start_offset(tp, part)
             now = await safe_time(part)
             batches, out, applied, rewinds = apply(part, events, now)
             for tp, start, seen in rewinds:
@@ -175,10 +186,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
         async def ack() -> None:
             for event in applied:
-                held.setdefault(event.message.tp, []).append(event)
-            for tp in list(held):
-                if not positions.rereading(tp):
-                    for event in held.pop(tp):
+                part.held.setdefault(event.message.tp, []).append(event)
+            for tp in list(part.held):
+                if not part.positions.rereading(tp):
+                    for event in part.held.pop(tp):
                         event.ack()
 
         lines, echoed[:] = list(echoed), []
@@ -200,11 +211,11 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
     @app.timer(interval=worker.config.timer_interval)
     async def fire_due() -> None:
-        for tp, start in positions.stalled_rereads(STALLED_REREAD_S):
-            log.warning("%s/%d: the re-read from offset %d has not come; reading again", tp.topic, tp.partition,
-                        start)
-            await app.consumer.seek(tp, start)
         for part in list(owned.values()):
+            for tp, start in part.positions.stalled_rereads(STALLED_REREAD_S):
+                log.warning("%s/%d: the re-read from offset %d has not come; reading again", tp.topic, tp.partition,
+                            start)
+                await app.consumer.seek(tp, start)
             if part.lock.locked():
                 continue  # the agent is at it; its batch fires what is due
             now = await safe_time(part)
@@ -256,18 +267,14 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
     @app.on_partitions_revoked.connect
     async def revoked(_app, revoked, **_kwargs) -> None:
-        # Its timers, stream time and held work leave with the partition; if it comes back it is judged
-        # afresh by its committed offset, its index and stream time read from the table again. A batch
-        # of it still in flight stops before its changelog (not owned any more); waiting for its lock
-        # means none is left when the rebalance goes on.
-        for tp in revoked:
-            if tp.topic == topics.ORDER_EVENTS.name and (part := owned.pop(tp.partition, None)):
-                async with part.lock:
-                    pass
-            if tp.topic in inputs:
-                positions.forget(tp)
-                offsets.pop(tp, None)
-                held.pop(tp, None)
+        # Its timers, stream time, read positions and held work leave with the partition (either of its
+        # input topics going); if it comes back it is judged afresh from its committed offsets and its
+        # index, read from the table again. A batch of it still in flight stops before its changelog
+        # (not owned any more); waiting for its lock means none is left when the rebalance goes on.
+        gone = [owned.pop(tp.partition) for tp in revoked if tp.topic in inputs and tp.partition in owned]
+        for part in gone:
+            async with part.lock:
+                pass
 
     def pending_deadlines() -> int:
         return sum(part.pending for part in owned.values())

@@ -14,8 +14,10 @@ the re-read would then lose what it had not reached. So while a partition is
 `rereading`, the agent holds back its acknowledgements until the re-read has
 passed the record that showed the gap.
 
-The committed offset a partition is judged from comes from the broker
-(`Committed`), asked once per partition each time it is assigned.
+A partition is judged from the later of its committed offset, asked of the
+broker (`Committed`) once each time it is assigned, and the read position
+stored with its state (tables/deadlines.py): records in between were applied
+by a batch that became durable before its acknowledgements were committed.
 (faust-streaming 0.15.3, aiokafka 0.14.0.)
 """
 from __future__ import annotations
@@ -84,12 +86,6 @@ class ReadPositions:
 
     def rewind_to(self, tp: Hashable) -> int:
         return self._gaps[tp][0]
-
-    def forget(self, tp: Hashable) -> None:
-        """A partition that comes back is judged afresh by its committed offset."""
-        self._next.pop(tp, None)
-        self._gaps.pop(tp, None)
-        self._moved.pop(tp, None)
 
 
 class Committed:

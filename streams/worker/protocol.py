@@ -8,9 +8,11 @@ Faust's automatic acks and, per partition, under that partition's lock:
    the partition's due deadlines in the same step;
 2. published: sends every output and derived record and awaits each delivery;
 3. changelogged: sends each changed key's last value to the table's
-   changelog and awaits those deliveries;
-4. stored: writes the batch to RocksDB in one write batch, with the last
-   changelog offset that Faust's recovery resumes from;
+   changelog and awaits those deliveries, one table after the other in the
+   order given (the order agent: orders, then the deadline index, whose
+   read positions, written last, say which inputs are applied);
+4. stored: writes each table's batch to RocksDB in one write batch, with
+   the last changelog offset that Faust's recovery resumes from;
 5. acked: acknowledges the inputs, which lets Faust commit their offsets.
 
 What a crash leaves (tests/test_batch_protocol.py kills the worker at each
@@ -19,7 +21,10 @@ batch and the inputs are not committed, so the batch runs again and publishes
 the same output ids (at least once, copies identical); after 3, the changelog
 holds the batch (a restore brings it back) and the inputs run again as
 duplicates that change nothing; their outputs were delivered in step 2. So
-state that survives always implies its outputs were delivered.
+state that survives always implies its outputs were delivered. The order
+agent goes further: inputs before its stored read position are done, not
+applied again, so none is judged anew against state that moved on since
+(an order forgotten meanwhile would take it as new).
 
 Any failure from step 1 on (a record the broker refuses, a RocksDB error, a
 bug) stops the worker before the batch is acknowledged: it says so loudly and
@@ -161,16 +166,16 @@ class BatchProtocol:
         changes = [(batch, changed) for batch, changed in changes if changed]
         if not owned():
             raise Revoked()
-        delivered = await self.deliver(
-            (batch.table.changelog_topic.get_topic_name(), key, value, batch.partition)
-            for batch, changed in changes for key, value in changed)
+        delivered = []
+        for batch, changed in changes:  # in turn: a later table's changelog implies the earlier's
+            delivered.append(await self.deliver(
+                (batch.table.changelog_topic.get_topic_name(), key, value, batch.partition)
+                for key, value in changed))
         self._checkpoint("changelogged", records)
         if not owned():
             raise Revoked()
-        position = 0
-        for batch, changed in changes:
-            position += len(changed)
-            batch.store(changed, delivered[position - 1].offset)
+        for (batch, changed), metadata in zip(changes, delivered):
+            batch.store(changed, metadata[-1].offset)
         self._checkpoint("stored", records)
         await ack()
         self._checkpoint("acked", records)

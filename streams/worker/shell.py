@@ -65,6 +65,7 @@ def faust_settings(config: Config) -> dict:
         # committed offset, so that wait is not needed and could last until the session ends.
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=config.commit_interval,
         # A dead letter carries the rejected message whole: room for an input at
         # Kafka's usual 1 MiB limit plus the reason. (The dead-letter topic's
         # max.message.bytes must allow it on a real cluster.)
