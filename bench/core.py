@@ -3,7 +3,7 @@
     python bench/core.py [--orders N] [--repeat R]
 
 The simulated traffic of N orders (bench/common.py's) is replayed as `orderflow
-replay` does (streams/replay.py): every event at its event time, deadlines
+replay` does (streams/book/replay.py): every event at its event time, deadlines
 firing as the clock passes them, then the clock run on until every deadline
 has fired.
 (i)  the replay, orders kept as dicts;
@@ -21,9 +21,9 @@ import time
 from typing import Callable, Iterator, MutableMapping
 
 from orderflow.streams.lifecycle import Policy
-from orderflow.streams.order_book import OrderBook
-from orderflow.streams.replay import Line, replay
-from orderflow.streams.simulator import Simulator
+from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.book.replay import Line, replay
+from orderflow.streams.cli.simulator import Simulator
 from orderflow.tables.json_table import decode, encode
 
 START = 1_795_000_000_000  # a fixed start: the same traffic, holidays included, every run

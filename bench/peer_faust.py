@@ -4,7 +4,7 @@
                                --group GROUP --datadir DIR [--transport kafka|confluent]
 
 One agent reads the Avro order events one at a time, decodes each with
-orderflow.streams.messages.EVENTS, keeps per-order state in a RocksDB-backed
+orderflow.streams.kafka.messages.EVENTS, keeps per-order state in a RocksDB-backed
 Faust table (rocksdict driver, the options of tables/orders.py; the table's
 changelog is Faust's own) and awaits one `topic.send` per event to the output
 topic. No batching, no direct RocksDB writes, no lifecycle rules: what a first
@@ -85,7 +85,7 @@ async def create_topics(bootstrap: str, names: list[str]) -> None:
 def build_app(args: argparse.Namespace):
     import faust
 
-    from orderflow.streams import messages
+    from orderflow.streams.kafka import messages
 
     app = faust.App(
         args.group,

@@ -30,11 +30,11 @@ from rocksdict import Options, Rdict
 
 import common
 from latency import percentile
-from orderflow.streams import messages, topics
-from orderflow.streams.clock import wall_ms
-from orderflow.streams.codec import codec_for_topic
-from orderflow.streams.simulator import Simulator
-from orderflow.streams.tansu import FETCH_WAIT_MS
+from orderflow.streams.kafka import messages, topics
+from orderflow.streams.worker.clock import wall_ms
+from orderflow.streams.kafka.codec import codec_for_topic
+from orderflow.streams.cli.simulator import Simulator
+from orderflow.streams.kafka.tansu import FETCH_WAIT_MS
 
 MIN = 60_000
 
@@ -63,7 +63,7 @@ async def sleep_lag(samples: int = 200) -> list[float]:
 async def reminder_lags(bootstrap: str, probes: int, spread_s: float) -> list[float]:
     """Publish probe orders whose 15-minute reminder is due over the next `spread_s`; measure the lag."""
     reminders = codec_for_topic(topics.REMINDERS)
-    # The broker holds a waiting fetch for its whole wait (see streams/tansu.py): keep it short, as the worker does.
+    # The broker holds a waiting fetch for its whole wait (streams/kafka/tansu.py): keep it short, as the worker does.
     consumer = AIOKafkaConsumer(topics.REMINDERS.name, bootstrap_servers=bootstrap, auto_offset_reset="latest",
                                 group_id=f"bench-timers-{time.monotonic_ns()}", fetch_max_wait_ms=FETCH_WAIT_MS)
     await consumer.start()

@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import common
 import peer_faust
-from orderflow.streams import messages, topics
-from orderflow.streams.clock import wall_ms
+from orderflow.streams.kafka import messages, topics
+from orderflow.streams.worker.clock import wall_ms
 
 
 async def raw_pipeline(bootstrap: str, total: int) -> float:

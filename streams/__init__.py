@@ -1,0 +1,1 @@
+"""orderflow's stream processor, one package per role (README, "Architecture")."""

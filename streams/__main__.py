@@ -1,4 +1,4 @@
 """`python -m orderflow.streams` is the `orderflow` command."""
-from .cli import main
+from orderflow.streams.cli.commands import main
 
 main()

@@ -1,4 +1,4 @@
-"""The analytics table: the window state of streams/analytics.py, RocksDB-backed and changelogged.
+"""The analytics table: the window state of streams/analytics/facts.py, RocksDB-backed and changelogged.
 
 Keys start with the time their entry expires (13 digits, UTC ms), so RocksDB
 keeps them in expiry order: dropping what expired reads one partition's keys

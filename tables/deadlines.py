@@ -22,7 +22,7 @@ from typing import Iterator
 
 import faust
 
-from orderflow.streams.timers import changed_dues
+from orderflow.streams.book.timers import changed_dues
 
 from .direct import PartitionBatch, partition_db
 from .orders import ROCKSDB_OPTIONS

@@ -9,7 +9,7 @@ recovery starts from. Until then nothing of the batch is on disk.
 
 Faust's RocksDB store keeps one database per partition but offers no public
 way to reach it: `partition_db` is the one place that does (faust-streaming
-0.15.3, pinned; tests/test_direct_table.py fails if an upgrade changes it).
+0.15.3, pinned; tests/tables/test_direct_table.py fails if an upgrade changes it).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The inventory table: SKUs and their order lines' holds (streams/inventory.py), keyed by SKU first.
+"""The inventory table: SKUs and their order lines' holds (streams/stock/room.py), keyed by SKU first.
 
 Every key of a SKU is written while its partition of inventory-events and
 orderflow-stock-requests is processed, so it lives in that partition's RocksDB

@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from orderflow.streams.broker import EmbeddedBroker, broker_binary
+from orderflow.streams.kafka.broker import EmbeddedBroker, broker_binary
 from orderflow.streams.config import Config
 
 

@@ -4,7 +4,7 @@ A paid order reserves the units of each line; a cancelled one releases them; a
 shipped one consumes them; a forgotten one deletes the lines' holds
 (`stock_requests`, from one step of the order). The
 inventory answers only with problems (`OUT_OF_STOCK`, `PRICE_MISMATCH`, see
-streams/inventory.py); `stock_problem` raises the alert once per line and
+streams/stock/room.py); `stock_problem` raises the alert once per line and
 problem and, while the order waits to ship, opens the condition that asks the
 seller to act (contact the buyer, or cancel). Shipping or cancelling closes it.
 

@@ -1,4 +1,4 @@
 """The Faust shell around the pure core: agents, the batch protocol, timers, recovery.
 
-Nothing outside this package (and the tables it drives) imports Faust.
+Besides this package, only the tables it drives and the API's HTTP views import Faust.
 """

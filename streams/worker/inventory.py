@@ -22,9 +22,9 @@ import logging
 from orderflow.tables.inventory import define_inventory_table
 from orderflow.tables.json_table import JsonTable
 
-from .. import messages, topics
-from ..codec import SchemaError, codec_for_topic
-from ..inventory import StockRoom
+from orderflow.streams.kafka import messages, topics
+from orderflow.streams.kafka.codec import SchemaError, codec_for_topic
+from orderflow.streams.stock.room import StockRoom
 from .protocol import BatchProtocol, Record
 from .shell import Worker, by_partition
 

@@ -30,8 +30,8 @@ from faust.types import TP
 from orderflow.tables.deadlines import PartitionIndex, define_deadlines_table
 from orderflow.tables.direct import PartitionBatch
 
-from .. import messages, topics
-from ..codec import SchemaError, codec_for_topic
+from orderflow.streams.kafka import messages, topics
+from orderflow.streams.kafka.codec import SchemaError, codec_for_topic
 from .positions import Committed, ReadPositions, Verdict
 from .protocol import BatchProtocol, Record
 from .shell import Worker, by_partition, describe

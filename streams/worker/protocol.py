@@ -15,7 +15,7 @@ Faust's automatic acks and, per partition, under that partition's lock:
    the last changelog offset that Faust's recovery resumes from;
 5. acked: acknowledges the inputs, which lets Faust commit their offsets.
 
-What a crash leaves (tests/test_batch_protocol.py kills the worker at each
+What a crash leaves (tests/worker/test_batch_protocol.py kills the worker at each
 step): before 2 or 3 completes, disk and changelog hold the state before the
 batch and the inputs are not committed, so the batch runs again and publishes
 the same output ids (at least once, copies identical); after 3, the changelog

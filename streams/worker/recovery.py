@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import faust
 
-from .. import topics
+from orderflow.streams.kafka import topics
 
 
 def rewind_uncommitted(app: faust.App) -> None:

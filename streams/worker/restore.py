@@ -16,7 +16,7 @@ How it hooks in (faust-streaming 0.15.3, pinned): each table's public
 `on_rebalance`, which opens the partitions' databases, is wrapped; Faust
 calls it before its recovery reads each partition's persisted offset
 (TableManager.on_rebalance, then Recovery.add_active), which
-tests/test_bulk_restore.py checks. The restore runs within the rebalance:
+tests/worker/test_bulk_restore.py checks. The restore runs within the rebalance:
 the group's next rebalance waits for it.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from faust.types import TP
 
 from orderflow.tables.direct import PartitionBatch
 
-from ..tansu import FETCH_WAIT_MS
+from orderflow.streams.kafka.tansu import FETCH_WAIT_MS
 
 log = logging.getLogger("orderflow")
 

@@ -13,10 +13,10 @@ import faust
 
 from orderflow.tables.json_table import JsonTable
 
-from ..admin import client_settings
-from ..clock import AcceleratedClock, SystemClock
+from orderflow.streams.kafka.admin import client_settings
+from orderflow.streams.worker.clock import AcceleratedClock, SystemClock
 from ..config import Config
-from ..order_book import OrderBook
+from orderflow.streams.book.order_book import OrderBook
 from .protocol import Record
 
 log = logging.getLogger("orderflow")

@@ -1,0 +1,296 @@
+"""Order queries: the seller centre's filters, sorts and cursor pages over order dicts.
+
+No Faust and no HTTP: the API feeds this module each worker's orders (and the
+pages other workers answered); tests feed it plain dicts. Parameters arrive as
+the strings of a query string and are checked here, so every bad value is a
+`QueryError` naming its parameter.
+
+Ranges are half-open: `created_from` is included, `created_to` is not. A
+parameter may list several values separated by commas (`status=UNPAID,CANCELLED`):
+any of them matches; different parameters must all match.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import heapq
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Iterable, Mapping
+
+from orderflow.streams.api.export import masked_address
+from orderflow.streams.lifecycle import status as st
+from orderflow.streams.book.replay import parse_time
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+DEFAULT_SORT = "-created_at"
+# `order_id` is the table's own key order: the API can seek to a page instead of scanning (exports use it).
+SORTS = ("created_at", "-created_at", "paid_at", "-paid_at", "total_amount", "-total_amount", "order_id")
+FILTER_PARAMS = ("tab", "status", "created_from", "created_to", "paid_from", "paid_to", "region", "shop_id",
+                 "sku_id", "condition")
+PAGE_PARAMS = ("sort", "limit", "cursor")
+
+
+class QueryError(ValueError):
+    """A parameter with a value the API cannot use; `param` names it."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+def check_known(params: Mapping[str, str], known: Iterable[str]) -> None:
+    """A misspelt parameter would silently widen the query: refuse it."""
+    known = set(known)
+    for name in params:
+        if name not in known:
+            raise QueryError(name, f"unknown parameter; known: {', '.join(sorted(known))}")
+
+
+def _values(params: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    if name not in params:
+        return None
+    values = tuple(sorted({v.strip() for v in params[name].split(",") if v.strip()}))
+    if not values:
+        raise QueryError(name, "empty value")
+    return values
+
+
+def _choices(params: Mapping[str, str], name: str, allowed: Mapping[str, str]) -> tuple[str, ...] | None:
+    """Values looked up in `allowed` (normalised spelling -> canonical name)."""
+    values = _values(params, name)
+    if values is None:
+        return None
+    for value in values:
+        if _normal(value) not in allowed:
+            names = ", ".join(dict.fromkeys(allowed.values()))
+            raise QueryError(name, f"unknown value {value!r}; use one of {names}")
+    return tuple(sorted({allowed[_normal(value)] for value in values}))
+
+
+def _normal(text: str) -> str:
+    return text.strip().lower().replace("_", " ").replace("-", " ")
+
+
+_TABS = {_normal(tab): tab for tab in st.TABS}
+_STATUSES = {_normal(status): status for status in st.STATUSES}
+_CONDITIONS = {_normal(condition): condition for condition in st.CONDITIONS}
+
+
+def _time(params: Mapping[str, str], name: str) -> int | None:
+    if name not in params:
+        return None
+    try:
+        return parse_time(params[name])
+    except ValueError as exc:
+        raise QueryError(name, str(exc)) from None
+
+
+def _in_range(value: int | None, start: int | None, end: int | None) -> bool:
+    if start is None and end is None:
+        return True
+    return value is not None and (start is None or value >= start) and (end is None or value < end)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What an order must be to be listed, counted or exported. Values are sorted tuples
+    (not sets) so that the repr, hashed into cursors, is the same in every process."""
+    statuses: tuple[str, ...] | None = None  # from `tab` and `status`: an order must satisfy both
+    created_from: int | None = None
+    created_to: int | None = None
+    paid_from: int | None = None
+    paid_to: int | None = None
+    regions: tuple[str, ...] | None = None
+    shops: tuple[str, ...] | None = None
+    skus: tuple[str, ...] | None = None
+    conditions: tuple[str, ...] | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> "Filters":
+        statuses = None
+        tabs = _choices(params, "tab", _TABS)
+        if tabs is not None:
+            statuses = {status for tab in tabs for status in st.TABS[tab]}
+        named = _choices(params, "status", _STATUSES)
+        if named is not None:
+            statuses = set(named) if statuses is None else statuses & set(named)
+        return cls(
+            statuses=None if statuses is None else tuple(sorted(statuses)),
+            created_from=_time(params, "created_from"), created_to=_time(params, "created_to"),
+            paid_from=_time(params, "paid_from"), paid_to=_time(params, "paid_to"),
+            regions=_values(params, "region"), shops=_values(params, "shop_id"), skus=_values(params, "sku_id"),
+            conditions=_choices(params, "condition", _CONDITIONS),
+        )
+
+    def accepts(self, order: dict) -> bool:
+        status = order.get("status")
+        if status is None:  # only events held for an order not created yet
+            return False
+        return ((self.statuses is None or status in self.statuses)
+                and _in_range(order.get("created_at"), self.created_from, self.created_to)
+                and _in_range(order.get("paid_at"), self.paid_from, self.paid_to)
+                and (self.regions is None or order.get("region") in self.regions)
+                and (self.shops is None or order.get("shop_id") in self.shops)
+                and (self.skus is None
+                     or any(item.get("sku_id") in self.skus for item in order.get("line_items") or ()))
+                and (self.conditions is None or any(c in self.conditions for c in order.get("conditions") or ())))
+
+
+def _sort_value(order: dict, field: str):
+    """The value sorted on; None sorts last in both directions."""
+    if field == "order_id":
+        return 0
+    value = order.get(field)
+    if field == "total_amount" and value is not None:
+        return Decimal(value)
+    return value
+
+
+def _cursor_value(field: str, raw):
+    """The sort value a cursor carried, checked for its field's type."""
+    if field == "order_id":
+        return 0
+    if raw is None:
+        return None
+    if field == "total_amount" and isinstance(raw, str) and Decimal(raw).is_finite():
+        return Decimal(raw)
+    if field != "total_amount" and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    raise ValueError(raw)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One page of a listing: filters, sort, page size, and where the previous page ended."""
+    filters: Filters = Filters()
+    sort: str = DEFAULT_SORT
+    limit: int = DEFAULT_LIMIT
+    after: tuple | None = None  # sort key of the last order of the previous page
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> "Query":
+        sort = params.get("sort", DEFAULT_SORT)
+        if sort not in SORTS:
+            raise QueryError("sort", f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
+        raw_limit = params.get("limit", str(DEFAULT_LIMIT))
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise QueryError("limit", f"not a number: {raw_limit!r}") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise QueryError("limit", f"{limit} is out of range 1..{MAX_LIMIT}")
+        query = cls(Filters.parse(params), sort, limit)
+        return query.resume(params["cursor"]) if "cursor" in params else query
+
+    @property
+    def field(self) -> str:
+        return self.sort.lstrip("-")
+
+    def _key(self, value, order_id: str) -> tuple:
+        if value is None:
+            return (1, 0, order_id)
+        return (0, -value if self.sort.startswith("-") else value, order_id)
+
+    def key(self, order: dict) -> tuple:
+        """Total order of the listing: the sort value, then the order id (so ties page stably)."""
+        return self._key(_sort_value(order, self.field), order["order_id"])
+
+    def accepts(self, order: dict) -> bool:
+        return self.filters.accepts(order) and (self.after is None or self.key(order) > self.after)
+
+    def select(self, orders: Iterable[dict]) -> list[dict]:
+        """The first limit + 1 accepted orders in sort order (one more than a page shows,
+        to know whether another page follows). Feed it chunk by chunk with the last result
+        chained in front to scan a large store piecewise."""
+        return heapq.nsmallest(self.limit + 1, filter(self.accepts, orders), key=self.key)
+
+    def page(self, candidates: list[dict], more: bool = False) -> tuple[list[dict], str | None]:
+        """Cut sorted candidates to a page; the cursor is set when another page follows."""
+        shown = candidates[:self.limit]
+        more = more or len(candidates) > self.limit
+        return shown, (self.cursor(shown[-1]) if more and shown else None)
+
+    def merge(self, pages: Iterable[list[dict]], more: bool = False) -> tuple[list[dict], str | None]:
+        """One page from the sorted pages several workers answered for the same query."""
+        merged = list(itertools.islice(heapq.merge(*pages, key=self.key), self.limit + 1))
+        return self.page(merged, more)
+
+    @property
+    def resume_after_id(self) -> str | None:
+        """For the order-id sort: the id the next page starts after."""
+        return self.after[2] if self.after is not None else None
+
+    def _fingerprint(self) -> str:
+        # A cursor only makes sense for the filters and sort it was made for; the page size may change.
+        return hashlib.blake2b(repr((self.filters, self.sort)).encode(), digest_size=8).hexdigest()
+
+    def cursor(self, last: dict) -> str:
+        value = _sort_value(last, self.field)
+        payload = {"q": self._fingerprint(), "v": str(value) if isinstance(value, Decimal) else value,
+                   "id": last["order_id"]}
+        return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    def resume(self, cursor: str) -> "Query":
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            fingerprint, raw, order_id = payload["q"], payload["v"], payload["id"]
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, KeyError):
+            raise QueryError("cursor", "not a cursor this API gave out") from None
+        if fingerprint != self._fingerprint():
+            raise QueryError("cursor", "was given out for other filters or another sort")
+        try:
+            if not isinstance(order_id, str):
+                raise ValueError(order_id)
+            return replace(self, after=self._key(_cursor_value(self.field, raw), order_id))
+        except (ValueError, InvalidOperation):
+            raise QueryError("cursor", "not a cursor this API gave out") from None
+
+
+# --- what the API shows of an order ----------------------------------------------------------------------------
+
+def iso_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_SUMMARY_FIELDS = ("order_id", "status", "region", "shop_id", "buyer_id", "currency", "total_amount",
+                   "created_at", "paid_at", "shipped_at", "delivered_at", "completed_at", "cancelled_at",
+                   "cancel_reason", "carrier", "tracking_number")
+_DETAIL_FIELDS = _SUMMARY_FIELDS + ("channel", "line_items", "paid_amount", "payment_method", "refund_due",
+                                    "collected_at", "cancel_initiator", "cancel_detail", "history", "tracking",
+                                    "reviews", "after_sales")
+
+
+def summary(order: dict) -> dict:
+    """A row of a listing: no address, no history."""
+    items = order.get("line_items") or ()
+    return {**{name: order.get(name) for name in _SUMMARY_FIELDS},
+            "tab": st.TAB_OF[order["status"]], "conditions": sorted(order.get("conditions") or ()),
+            "late_dispatched": bool(order.get("late_dispatched")),
+            "items": sum(item.get("quantity", 0) for item in items),
+            "sku_ids": sorted({item.get("sku_id") for item in items})}
+
+
+def detail(order: dict, include_personal_data: bool = False) -> dict:
+    """Everything about one order but the engine's bookkeeping; the address masked unless asked for."""
+    address = order.get("shipping_address")
+    if address and not include_personal_data:
+        address = masked_address(address)
+    return {**{name: order.get(name) for name in _DETAIL_FIELDS},
+            "tab": st.TAB_OF[order["status"]], "conditions": dict(order.get("conditions") or {}),
+            "late_dispatched": bool(order.get("late_dispatched")), "shipping_address": address,
+            "deadlines": [{"name": name, "due": iso_utc(due), "due_at": due}
+                          for name, due in sorted(order.get("deadlines", {}).items(), key=lambda d: (d[1], d[0]))]}
+
+
+def counts(statuses: Counter) -> dict:
+    """Counts per seller tab and per status, from the number of orders in each status."""
+    return {"total": sum(statuses.values()),
+            "tabs": {tab: sum(statuses[s] for s in members) for tab, members in st.TABS.items()},
+            "statuses": {status: statuses[status] for status in st.STATUSES}}

@@ -1,0 +1,1 @@
+"""The `orderflow` command line: its commands, the demo board, the simulator and sample traffic, stats."""

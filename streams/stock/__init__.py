@@ -1,0 +1,1 @@
+"""The warehouse's side of order confirmation (pure): stock, catalogue prices and holds per SKU."""

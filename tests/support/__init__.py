@@ -1,0 +1,1 @@
+"""What tests of every package share: event builders, live workers, reliability checks, hostile input."""
