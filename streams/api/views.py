@@ -10,9 +10,10 @@ URLs come from Faust's partition assignor) the same question with `local=1`,
 which answers from that worker's active partitions only, and merges the
 answers. One order is asked of the worker that owns its partition.
 
-Loopback only by default. With an api_token (required to bind any other
-address) every request needs `Authorization: Bearer <api_token>`; the fan-out
-sends it on.
+Loopback only by default, answering only requests whose Host is a loopback
+name (DNS rebinding). With an api_token (required to bind any other address)
+every request needs `Authorization: Bearer <api_token>`; the fan-out sends it
+on.
 """
 from __future__ import annotations
 
@@ -100,6 +101,23 @@ def _require_token(token: str):
                           headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
     return require_token
+
+
+def _require_loopback_host():
+    """A page the operator's browser opens elsewhere could reach a loopback API by rebinding its own
+    name to 127.0.0.1 (DNS rebinding); its requests still carry that name in Host, so only loopback
+    names are answered."""
+    @web.middleware
+    async def require_loopback_host(request: web.Request, handler):
+        try:
+            host = URL(f"//{request.host}").host if request.host else None
+        except ValueError:  # not a host name at all
+            host = None
+        if not host or not is_loopback(host):
+            return _error(403, f"Host {request.host!r} is not a loopback name: this API, bound to loopback, "
+                               "answers only requests addressed to it (127.0.0.1, ::1 or localhost)")
+        return await handler(request)
+    return require_loopback_host
 
 
 async def _chunks(orders: Iterable[dict]) -> AsyncIterator[list[dict]]:
@@ -279,8 +297,10 @@ def register_views(worker) -> None:
     """Add the order API's routes to the worker's Faust app (refusing an exposed API without a token)."""
     check_exposure(worker.config)
     api = OrderApi(worker)
+    # On the aiohttp application itself, so that Faust's own pages (/router) are covered too.
+    if is_loopback(worker.config.web_bind):
+        worker.app.web.web_app.middlewares.append(_require_loopback_host())
     if worker.config.api_token:
-        # On the aiohttp application itself, so that Faust's own pages (/router) need the token too.
         worker.app.web.web_app.middlewares.append(_require_token(worker.config.api_token))
     # Fixed paths before /orders/{order_id}, which would match them too.
     for path, handler in (("/orders", api.list_orders), ("/orders/counts", api.count_orders),

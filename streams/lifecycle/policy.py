@@ -155,5 +155,5 @@ class Policy:
     def load(cls, path: str | Path | None = None) -> "Policy":
         if path:
             return cls.from_toml(Path(path).read_text(), str(path))
-        packaged = resources.files("orderflow.streams").joinpath("region_policy.toml").read_text()
+        packaged = resources.files("orderflow.streams.lifecycle").joinpath("region_policy.toml").read_text()
         return cls.from_toml(packaged, "region_policy.toml")

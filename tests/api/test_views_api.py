@@ -69,6 +69,27 @@ def test_with_a_token_every_request_must_carry_it():
     assert misspelt[0] == 400 and misspelt[2]["parameter"] == "stauts"
 
 
+def test_on_loopback_only_requests_addressed_to_a_loopback_name_are_answered():
+    """DNS rebinding: a page from attacker.example, its name rebound to 127.0.0.1, reaches the API with
+    its own name in Host. Without a token that would read orders with personal data."""
+    worker = create_app(Config(broker="127.0.0.1:9"), Policy.load(), SystemClock())
+
+    async def requests():
+        async with TestClient(TestServer(worker.app.web.web_app)) as client:
+            answers = {}
+            for host in ("attacker.example:6066", "127.0.0.1.attacker.example", "localhost.", "", "a b",
+                         "127.0.0.1:6066", "localhost:6066", "[::1]:6066", "127.0.0.2"):
+                response = await client.get("/orders?limit=0&include_personal_data=1", headers={"Host": host})
+                answers[host] = (response.status, (await response.json())["error"])
+            return answers
+
+    answers = asyncio.run(requests())
+    for host in ("attacker.example:6066", "127.0.0.1.attacker.example", "localhost.", "", "a b"):
+        assert answers[host][0] == 403 and "is not a loopback name" in answers[host][1], (host, answers[host])
+    for host in ("127.0.0.1:6066", "localhost:6066", "[::1]:6066", "127.0.0.2"):  # reaches the API
+        assert answers[host] == (400, "limit: 0 is out of range 1..500"), (host, answers[host])
+
+
 # --- two workers on a real broker --------------------------------------------------------------------------------
 
 def get(worker: WorkerProcess, path: str, token: str | None = TOKEN, **params) -> tuple[int, str]:

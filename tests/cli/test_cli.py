@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from click.testing import CliRunner
 
-import orderflow.streams
+import orderflow.streams.lifecycle
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.cli.commands import main
@@ -34,7 +34,7 @@ UNTIL_ISO = "2026-11-20T12:00:00Z"
 UNTIL_MS = 1_795_176_000_000  # the same instant in UTC milliseconds
 SAMPLE_START_ISO = "2026-11-20T00:00:00Z"
 SAMPLE_START_MS = 1_795_132_800_000
-PACKAGED_POLICY = Path(orderflow.streams.__file__).parent / "region_policy.toml"
+PACKAGED_POLICY = Path(orderflow.streams.lifecycle.__file__).parent / "region_policy.toml"
 
 SUMMARY = re.compile(r"published (\d+) events; (\d+) invalid lines skipped")
 TALLY = re.compile(r"events in=(\d+) applied=(\d+) dead_lettered=(\d+) duplicates=(\d+) held=(\d+) "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import orderflow.streams
+import orderflow.streams.lifecycle
 from orderflow.streams.stock.room import StockRoom
 from orderflow.streams.lifecycle import Policy, answer
 from orderflow.streams.lifecycle.order import encoded_size
@@ -14,7 +14,7 @@ from support.orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolve
                             review, seller_cancelled, shipped, stock_set, update)
 
 POLICY = Policy.load()
-PACKAGED_POLICY = Path(orderflow.streams.__file__).parent / "region_policy.toml"
+PACKAGED_POLICY = Path(orderflow.streams.lifecycle.__file__).parent / "region_policy.toml"
 LIMITS = POLICY.limits
 RETENTION, AFTER_SALES = POLICY.default.retention, POLICY.default.after_sales_window
 
