@@ -20,14 +20,14 @@ from pathlib import Path
 from unittest import mock
 
 import common
-from orderflow.streams.kafka import topics
 from orderflow.streams.analytics.facts import Aggregator, MemoryStore, facts, row_key, rows, zones
-from orderflow.streams.worker.clock import wall_ms
-from orderflow.streams.kafka.codec import codec_for_topic
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.cli.simulator import Simulator
+from orderflow.streams.kafka import topics
+from orderflow.streams.kafka.codec import codec_for_topic
+from orderflow.streams.lifecycle import Policy
+from orderflow.streams.worker.clock import wall_ms
 
 
 def fact_copies(orders: int, start: int, policy: Policy, per_hour: float) -> list[dict]:

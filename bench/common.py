@@ -13,11 +13,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orderflow.streams.cli.simulator import Simulator
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.kafka.broker import EmbeddedBroker, broker_binary
-from orderflow.streams.config import Config
-from orderflow.streams.cli.simulator import Simulator
 from orderflow.streams.kafka.tansu import true_end_offsets
 
 PARTITIONS = 4

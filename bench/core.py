@@ -20,10 +20,10 @@ import json
 import time
 from typing import Callable, Iterator, MutableMapping
 
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.cli.simulator import Simulator
+from orderflow.streams.lifecycle import Policy
 from orderflow.tables.json_table import decode, encode
 
 START = 1_795_000_000_000  # a fixed start: the same traffic, holidays included, every run

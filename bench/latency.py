@@ -20,11 +20,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import common
-from orderflow.streams.kafka import messages, topics
-from orderflow.streams.worker.clock import wall_ms
-from orderflow.streams.kafka.codec import codec_for_topic
 from orderflow.streams.cli.simulator import Simulator
+from orderflow.streams.kafka import messages, topics
+from orderflow.streams.kafka.codec import codec_for_topic
 from orderflow.streams.kafka.tansu import FETCH_WAIT_MS
+from orderflow.streams.worker.clock import wall_ms
 
 
 def percentile(values: list[float], p: float) -> float:

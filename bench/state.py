@@ -30,11 +30,11 @@ from rocksdict import Options, Rdict
 
 import common
 from latency import percentile
-from orderflow.streams.kafka import messages, topics
-from orderflow.streams.worker.clock import wall_ms
-from orderflow.streams.kafka.codec import codec_for_topic
 from orderflow.streams.cli.simulator import Simulator
+from orderflow.streams.kafka import messages, topics
+from orderflow.streams.kafka.codec import codec_for_topic
 from orderflow.streams.kafka.tansu import FETCH_WAIT_MS
+from orderflow.streams.worker.clock import wall_ms
 
 MIN = 60_000
 

@@ -7,8 +7,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from orderflow.streams.kafka.broker import EmbeddedBroker, broker_binary
 from orderflow.streams.config import Config
+from orderflow.streams.kafka.broker import EmbeddedBroker, broker_binary
 
 
 @pytest.fixture(scope="session")

@@ -33,11 +33,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable, Iterable, Iterator, Protocol
 from zoneinfo import ZoneInfo
 
+from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.lifecycle import status as st
 from orderflow.streams.lifecycle.order import output_id
-from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.book.replay import Line, replay
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
 TOP_SKUS = 10

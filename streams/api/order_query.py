@@ -24,8 +24,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Iterable, Mapping
 
 from orderflow.streams.api.export import masked_address
-from orderflow.streams.lifecycle import status as st
 from orderflow.streams.book.replay import parse_time
+from orderflow.streams.lifecycle import status as st
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -37,8 +37,8 @@ from orderflow.tables.direct import partition_db
 from orderflow.tables.json_table import decode
 from orderflow.tables.orders import TABLE_NAME
 
-from orderflow.streams.config import Config
 from orderflow.streams.api.export import CsvWriter, time_zones, write_orders
+from orderflow.streams.config import Config
 from orderflow.streams.api.order_query import (FILTER_PARAMS, MAX_LIMIT, PAGE_PARAMS, Filters, Query, QueryError,
                                                check_known, counts, detail, summary)
 

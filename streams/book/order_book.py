@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterable, MutableMapping, Protocol
 
+from orderflow.streams.book.timers import DeadlineIndex
 from orderflow.streams.lifecycle import Policy, Step, advance, answer, apply, retained
 from orderflow.streams.lifecycle.confirmation import stock_requests
-from orderflow.streams.book.timers import DeadlineIndex
 
 
 class Index(Protocol):

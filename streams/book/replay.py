@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
-from orderflow.streams.stock.room import StockRoom
+from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.lifecycle.contract import is_inventory
 from orderflow.streams.lifecycle.order import output_id
-from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.stock.room import StockRoom
 
 
 def parse_time(text: str) -> int:

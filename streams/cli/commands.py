@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from orderflow.streams.kafka import topics
 from orderflow.streams.config import Config, load_config
+from orderflow.streams.kafka import topics
 
 log = logging.getLogger("orderflow")
 

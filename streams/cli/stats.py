@@ -18,11 +18,11 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from orderflow.streams.analytics.facts import HOUR_MS, MINUTE_MS, Latest, WindowRow
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import client_settings
-from orderflow.streams.analytics.facts import HOUR_MS, MINUTE_MS, Latest, WindowRow
 from orderflow.streams.kafka.codec import SchemaError, codec_for_topic
-from orderflow.streams.config import Config
 from orderflow.streams.kafka.tansu import true_end_offsets
 
 CHART_SUFFIXES = (".html", ".png")

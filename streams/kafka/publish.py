@@ -7,12 +7,12 @@ from typing import Callable, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orderflow.streams.book.replay import read_lines
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.admin import client_settings
 from orderflow.streams.kafka.codec import SchemaError, codec_for_topic
-from orderflow.streams.config import Config
 from orderflow.streams.lifecycle import contract
-from orderflow.streams.book.replay import read_lines
 
 
 class Publisher:

@@ -17,8 +17,8 @@ import logging
 
 from orderflow.tables.analytics import AnalyticsTable, define_analytics_table
 
-from orderflow.streams.kafka import topics
 from orderflow.streams.analytics.facts import Aggregator, by_row, facts, row_key, rows, zones
+from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.codec import SchemaError, codec_for_topic
 from .protocol import BatchProtocol, Record
 from .shell import Worker, by_partition

@@ -13,12 +13,12 @@ import faust
 from orderflow.tables.json_table import JsonTable
 from orderflow.tables.orders import define_orders_table
 
-from orderflow.streams.kafka.admin import client_settings
-from ..config import Config
-from ..lifecycle import Policy
-from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.kafka.tansu import shorten_fetch_wait, use_fetched_end_offsets
 from orderflow.streams.api.views import register_views
+from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.config import Config
+from orderflow.streams.kafka.admin import client_settings
+from orderflow.streams.kafka.tansu import shorten_fetch_wait, use_fetched_end_offsets
+from orderflow.streams.lifecycle import Policy
 from .analytics import register_analytics
 from .inventory import register_inventory
 from .orders import register_orders

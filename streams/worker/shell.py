@@ -14,9 +14,9 @@ import faust
 from orderflow.tables.json_table import JsonTable
 
 from orderflow.streams.kafka.admin import client_settings
-from orderflow.streams.worker.clock import AcceleratedClock, SystemClock
-from ..config import Config
+from .clock import AcceleratedClock, SystemClock
 from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.config import Config
 from .protocol import Record
 
 log = logging.getLogger("orderflow")

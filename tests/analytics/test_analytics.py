@@ -15,11 +15,11 @@ from PIL import Image
 from orderflow.streams.kafka import topics
 from orderflow.streams.analytics.facts import (Aggregator, Latest, MemoryStore, WindowRow, by_row, facts, metric_rows,
                                                replay_records, row_key, rows, windows_of, zones)
+from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.cli.commands import main
 from orderflow.streams.kafka.codec import codec_for_topic
 from orderflow.streams.lifecycle import Policy
-from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.book.replay import Line, replay
 from support.orders import (DAY, HOUR, MIN, after_sales, cancel_request, cancel_response, created, delivered, failed,
                             paid, review, seller_cancelled, shipped)
 

@@ -19,14 +19,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from openpyxl import load_workbook
 
 from support.live import WorkerProcess, run
+from orderflow.streams.api.export import HEADER
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
+from orderflow.streams.kafka.publish import Publisher
+from orderflow.streams.lifecycle import Policy
 from orderflow.streams.worker.app import create_app
 from orderflow.streams.worker.clock import SystemClock, wall_ms
-from orderflow.streams.config import Config
-from orderflow.streams.api.export import HEADER
-from orderflow.streams.lifecycle import Policy
-from orderflow.streams.kafka.publish import Publisher
 from support.orders import MIN, created, paid
 
 TOKEN = "test-token-7f3a"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.lifecycle import Policy
 from orderflow.streams.api.order_query import (MAX_LIMIT, Filters, Query, QueryError, check_known, counts, detail,
                                                summary)
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, cancel_request, confirmed, created, delivered, failed,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import copy
 
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.lifecycle import Policy
 from support.orders import HOUR, MIN, T0, created, paid
 
 

@@ -21,12 +21,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from click.testing import CliRunner
 
 import orderflow.streams.lifecycle
+from orderflow.streams.cli.commands import main
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
-from orderflow.streams.cli.commands import main
-from orderflow.streams.worker.clock import wall_ms
 from orderflow.streams.kafka.codec import codec_for_topic
 from orderflow.streams.lifecycle import contract
+from orderflow.streams.worker.clock import wall_ms
 from support.live import WorkerProcess, read_outputs, run
 from support.orders import DAY, HOUR, MIN, T0, cancel_response, created, event, paid
 

@@ -15,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import broker as broker_module
 from orderflow.streams.kafka.admin import TopicError, client_settings, ensure_topics
 from orderflow.streams.kafka.broker import BrokerError, EmbeddedBroker, broker_binary
-from orderflow.streams.config import Config
 from orderflow.streams.kafka.topics import ALL_TOPICS, TopicSpec
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+from orderflow.streams.config import load_config
 from orderflow.streams.kafka.admin import client_settings
 from orderflow.streams.worker.shell import faust_settings
-from orderflow.streams.config import load_config
 
 SECRET = "s3cret-Passw0rd"
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from orderflow.streams.cli.commands import main
-from orderflow.streams.lifecycle import contract
 from orderflow.streams.kafka.publish import Publisher
+from orderflow.streams.lifecycle import contract
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 EXPECTED = ("must be an object with recipient_name, phone, line1, city, country (line2, postcode optional), "

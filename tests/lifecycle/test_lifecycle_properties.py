@@ -38,12 +38,12 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
+from orderflow.streams.book.order_book import OrderBook
+from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.lifecycle import Policy, contract
 from orderflow.streams.lifecycle import status as statuses
 from orderflow.streams.lifecycle.engine import ORPHAN_GRACE
 from orderflow.streams.lifecycle.order import Change, output_id
-from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.book.replay import Line, replay
 from support import orders as build
 from support.orders import DAY, HOUR, MIN, T0
 

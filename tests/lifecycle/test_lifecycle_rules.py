@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
+from orderflow.streams.lifecycle import Policy
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolved, cancel_request, cancel_response,
                             confirmed, created, delivered, event, failed, paid, redelivery, review, seller_cancelled,
                             shipped, update)

@@ -5,11 +5,11 @@ import dataclasses
 from pathlib import Path
 
 import orderflow.streams.lifecycle
-from orderflow.streams.stock.room import StockRoom
-from orderflow.streams.lifecycle import Policy, answer
-from orderflow.streams.lifecycle.order import encoded_size
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
+from orderflow.streams.lifecycle import Policy, answer
+from orderflow.streams.lifecycle.order import encoded_size
+from orderflow.streams.stock.room import StockRoom
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolved, confirmed, created, delivered, paid,
                             review, seller_cancelled, shipped, stock_set, update)
 

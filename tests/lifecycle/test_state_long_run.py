@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 
-from orderflow.streams.stock.room import StockRoom
-from orderflow.streams.lifecycle import Policy
-from orderflow.streams.lifecycle.order import encoded_size
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.cli.simulator import Simulator
+from orderflow.streams.lifecycle import Policy
+from orderflow.streams.lifecycle.order import encoded_size
+from orderflow.streams.stock.room import StockRoom
 from support.orders import DAY, T0
 
 POLICY = Policy.load()

@@ -12,11 +12,11 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as some
 
-from orderflow.streams.stock.room import StockRoom
-from orderflow.streams.lifecycle import Policy
-from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.api.order_query import detail
+from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
+from orderflow.streams.lifecycle import Policy
+from orderflow.streams.stock.room import StockRoom
 from support.orders import (DAY, HOUR, MIN, T0, cancel_request, cancel_response, ordered, paid, price_changed,
                             seller_cancelled, shipped, stock_adjusted, stock_set)
 

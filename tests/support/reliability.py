@@ -22,14 +22,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rocksdict import AccessType, Options, Rdict
 
 from support.live import OUTPUT_SPECS
-from orderflow.streams.kafka import messages, topics
-from orderflow.streams.kafka.codec import codec_for_topic
-from orderflow.streams.stock.room import StockRoom
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.cli.simulator import DAY, HOUR, Simulator
+from orderflow.streams.kafka import messages, topics
+from orderflow.streams.kafka.codec import codec_for_topic
 from orderflow.streams.kafka.tansu import true_end_offsets
+from orderflow.streams.lifecycle import Policy
+from orderflow.streams.stock.room import StockRoom
 from orderflow.tables.deadlines import parse_key
 from orderflow.tables.json_table import decode, encode
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import faust
 import pytest
 
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.timers import DeadlineIndex
+from orderflow.streams.lifecycle import Policy
 from orderflow.tables.deadlines import INDEXED, PartitionIndex, deadline_key, define_deadlines_table
 from orderflow.tables.direct import PartitionBatch, partition_db
 from orderflow.tables.json_table import encode

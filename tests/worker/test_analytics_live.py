@@ -9,15 +9,15 @@ from click.testing import CliRunner
 from rocksdict import AccessType, Options, Rdict
 
 from support.live import WorkerProcess, read_outputs, run
+from orderflow.streams.analytics.facts import Latest, replay_records
+from orderflow.streams.book.replay import Line
+from orderflow.streams.cli.commands import main
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
-from orderflow.streams.analytics.facts import Latest, replay_records
-from orderflow.streams.cli.commands import main
-from orderflow.streams.worker.clock import wall_ms
-from orderflow.streams.config import Config
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.kafka.publish import Publisher
-from orderflow.streams.book.replay import Line
+from orderflow.streams.lifecycle import Policy
+from orderflow.streams.worker.clock import wall_ms
 from support.orders import DAY, HOUR, MIN, created, paid, seller_cancelled
 
 POLICY = Policy.load()

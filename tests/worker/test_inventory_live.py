@@ -13,11 +13,11 @@ import signal
 import time
 
 from support.live import WorkerProcess, run
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
-from orderflow.streams.worker.clock import wall_ms
-from orderflow.streams.config import Config
 from orderflow.streams.kafka.publish import Publisher
+from orderflow.streams.worker.clock import wall_ms
 from support.orders import HOUR, MIN, ordered, paid, price_changed, seller_cancelled, shipped, stock_set
 from support.reliability import (OutputLog, assert_orders_match, committed_offsets, compare_outputs,
                                  expected_from_replay, frozen_clock, latest_state, report, rocksdb_copies)

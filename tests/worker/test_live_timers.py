@@ -12,13 +12,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from support.live import WorkerProcess, read_outputs, run
+from orderflow.streams.book.replay import Line, replay
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.admin import ensure_topics
-from orderflow.streams.worker.clock import AcceleratedClock, wall_ms
-from orderflow.streams.config import Config
-from orderflow.streams.lifecycle import Policy
 from orderflow.streams.kafka.publish import Publisher
-from orderflow.streams.book.replay import Line, replay
+from orderflow.streams.lifecycle import Policy
+from orderflow.streams.worker.clock import AcceleratedClock, wall_ms
 from support.orders import HOUR, cancel_request, created, delivered, failed, paid, shipped, update
 from support.reliability import final_tally
 

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.live import WorkerProcess, run
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
-from orderflow.streams.worker.clock import wall_ms
 from orderflow.streams.lifecycle import Policy
+from orderflow.streams.worker.clock import wall_ms
 from support.orders import DAY, HOUR, MIN, created, paid, seller_cancelled, update
 from support.reliability import (CHANGELOG, OutputLog, assert_orders_match, compare_outputs, expected_from_replay,
                                  final_tally, frozen_clock, latest_state, publish_events, reconciles, rocksdb_copies,

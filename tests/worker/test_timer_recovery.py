@@ -11,11 +11,11 @@ import shutil
 import pytest
 
 from support.live import WorkerProcess, read_outputs, run
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
-from orderflow.streams.worker.clock import AcceleratedClock, wall_ms
-from orderflow.streams.config import Config
 from orderflow.streams.kafka.publish import Publisher
+from orderflow.streams.worker.clock import AcceleratedClock, wall_ms
 from support.orders import HOUR, created
 
 FACTOR = 14_400  # one wall second is four simulated hours

@@ -6,11 +6,11 @@ import json
 from rocksdict import AccessType, Options, Rdict
 
 from support.live import WorkerProcess, read_outputs, run
+from orderflow.streams.config import Config
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
-from orderflow.streams.worker.clock import wall_ms
-from orderflow.streams.config import Config
 from orderflow.streams.kafka.publish import Publisher
+from orderflow.streams.worker.clock import wall_ms
 from support.orders import MIN, created, paid
 
 
