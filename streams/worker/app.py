@@ -21,6 +21,7 @@ from orderflow.streams.kafka.tansu import shorten_fetch_wait, use_fetched_end_of
 from orderflow.streams.lifecycle import Policy
 from .analytics import register_analytics
 from .inventory import register_inventory
+from .metrics import register_health
 from .orders import register_orders
 from .positions import Committed
 from .protocol import BatchProtocol
@@ -41,7 +42,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     orders = JsonTable(orders_table)
     worker = Worker(app, config, orders_table, orders, OrderBook(orders, policy), clock, echo=echo)
     protocol = BatchProtocol(app.producer, functools.partial(stop_worker, app), config.crash_after,
-                             config.fail_delivery)
+                             config.fail_delivery, worker.metrics)
     committed = Committed(client_settings(config), APP_ID)
     app.on_before_shutdown.connect(lambda *_args, **_kwargs: committed.close())
 
@@ -49,6 +50,8 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
     register_analytics(worker, protocol)
     register_inventory(worker, protocol)
     register_views(worker)
+    register_health(worker)
+    worker.metrics.watch(worker)
     restore_in_bulk(app, client_settings(config))
 
     async def report(*_args, **_kwargs) -> None:

@@ -25,6 +25,7 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from orderflow.tables.deadlines import PartitionIndex, define_deadlines_table
@@ -76,6 +77,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
     source = app.topic(*inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     codecs = {spec.name: codec_for_topic(spec) for spec in (*topics.OUTPUT_TOPICS.values(), topics.STOCK_REQUESTS)}
     owned: dict[int, Partition] = {}
+    recovered_once = asyncio.Event()  # not ready before the first recovery, whatever is assigned
 
     async def start_offset(tp: TP, part: Partition) -> int:
         """The first offset not applied yet: the stored read position, or the committed offset if
@@ -145,7 +147,9 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 produced += [(output, message) for output in outputs]
                 applied.append(event)
             if now is not None:
-                produced += [(output, None) for output in book.fire_due(max(now, part.stream_time or now))]
+                fired = book.fire_due(max(now, part.stream_time or now))
+                protocol.metrics.observe_firings(fired, clock.now())
+                produced += [(output, None) for output in fired]
             if part.stream_time != started_at:
                 part.index.keep_stream_time(part.stream_time)
             for tp in {event.message.tp for event in events}:  # last in the batch: see tables/deadlines.py
@@ -193,7 +197,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                         event.ack()
 
         lines, echoed[:] = list(echoed), []
-        if await protocol.complete(where, out, batches, lambda: owned.get(part.number) is part, ack):
+        if await protocol.complete(where, out, batches, lambda: owned.get(part.number) is part, ack, len(events)):
             part.pending = len(part.index)
             for line in lines:
                 print(line, flush=True)
@@ -262,6 +266,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                     owned[number] = part
             except Exception as exc:  # Faust would resume the streams anyway, with this partition unserved
                 await protocol.fail(f"order-events/{number} (indexing its stored orders)", exc)
+        recovered_once.set()
         log.info("orders recovered: about %d deadlines pending on this worker (partitions %s)", pending_deadlines(),
                  assigned)
 
@@ -279,7 +284,25 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
     def pending_deadlines() -> int:
         return sum(part.pending for part in owned.values())
 
+    def readiness() -> dict:
+        """For /ready and the metrics: the order-events partitions assigned here and those recovered,
+        whether no rebalance is under way, and each recovered input partition's lag (what the broker's
+        highwater says is there, less what is applied)."""
+        try:
+            assignment = app.consumer.assignment()
+        except ConsumerNotStarted:  # still starting: nothing assigned yet, and not ready
+            return {"assigned": [], "recovered": [], "lags": {}, "settled": False}
+        assigned = sorted(tp.partition for tp in assignment if tp.topic == topics.ORDER_EVENTS.name)
+        lags = {}
+        for part in list(owned.values()):
+            for tp, start in list(part.starts.items()):
+                if (highwater := app.consumer.highwater(tp)) is not None:
+                    lags[(tp.topic, tp.partition)] = max(0, highwater - part.positions.next_offset(tp, start))
+        return {"assigned": assigned, "recovered": sorted(owned), "lags": lags,
+                "settled": recovered_once.is_set() and not app.rebalancing}
+
     worker.pending_deadlines = pending_deadlines
+    worker.readiness = readiness
 
 
 async def _nothing() -> None:

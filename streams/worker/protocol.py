@@ -43,12 +43,15 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections import Counter
 from typing import Awaitable, Callable, Iterable
 
 from aiokafka.errors import KafkaError
 
 from orderflow.tables.direct import PartitionBatch
+
+from .metrics import Metrics
 
 log = logging.getLogger("orderflow")
 
@@ -77,8 +80,9 @@ def _plan(spec: str, what: str) -> tuple[str, int] | None:
 
 class BatchProtocol:
     def __init__(self, producer, stop: Callable[[str], Awaitable[None]], crash_after: str = "",
-                 fail_delivery: str = ""):
+                 fail_delivery: str = "", metrics: Metrics | None = None):
         self._producer = producer
+        self.metrics = metrics or Metrics()
         self._stop = stop
         self._crash = _plan(crash_after, "crash_after")
         if self._crash and self._crash[0] not in STEPS:
@@ -103,19 +107,24 @@ class BatchProtocol:
 
     async def deliver(self, records: Iterable[Record]) -> list:
         """Send every record and wait until each is delivered; their metadata, in order."""
-        futures, topic = [], None
+        futures, topic, topics = [], None, Counter()
         try:
             for topic, key, value, partition in records:
                 futures.append(await self._send(topic, key, value, partition))
+                topics[topic] += 1
         except Exception as exc:  # refused before it was queued, e.g. larger than a request may be
             await asyncio.gather(*futures, return_exceptions=True)
+            self.metrics.delivery_failures.inc()
             raise DeliveryFailed(f"a record for {topic} was refused: {exc!r}") from exc
         results = []
         for future in futures:  # in order: most are done by the time the first is
             try:
                 results.append(await future)
             except Exception as exc:
+                self.metrics.delivery_failures.inc()
                 raise DeliveryFailed(f"a record was not delivered: {exc!r}") from exc
+        for topic, count in topics.items():
+            self.metrics.delivered.labels(topic).inc(count)
         return results
 
     async def fail(self, where: str, exc: BaseException) -> None:
@@ -124,12 +133,15 @@ class BatchProtocol:
         await self._stop(f"{where}: {exc!r}; nothing of the batch was acknowledged, a restart takes it again")
 
     async def complete(self, where: str, records: list[Record], batches: list[PartitionBatch],
-                       owned: Callable[[], bool], ack: Callable[[], Awaitable[None]]) -> bool:
-        """Steps 2 to 5 for a batch of `where` whose core ran (step 1): `records` to publish, the table
-        `batches` it wrote, `owned()` while its partition is still this worker's, `ack()` its inputs.
-        False if the batch was given up (the partition moved, or the worker stops)."""
+                       owned: Callable[[], bool], ack: Callable[[], Awaitable[None]], inputs: int = 0) -> bool:
+        """Steps 2 to 5 for a batch of `where` ("topic/partition") whose core ran (step 1) over `inputs`
+        messages: `records` to publish, the table `batches` it wrote, `owned()` while its partition is
+        still this worker's, `ack()` its inputs. False if the batch was given up (the partition moved,
+        or the worker stops)."""
+        started = time.monotonic()
         try:
             await self._complete(records, batches, owned, ack)
+            self.metrics.observe_batch(where.split("/")[0], inputs, started)
             return True
         except Revoked:
             log.info("%s moved to another worker mid-batch; its new owner takes the batch again", where)
@@ -156,7 +168,7 @@ class BatchProtocol:
 
         def owned() -> bool:
             return any(tp.topic == topic and tp.partition == number for tp in assigned())
-        return await self.complete(where, records, batches, owned, ack)
+        return await self.complete(where, records, batches, owned, ack, len(events))
 
     async def _complete(self, records, batches, owned, ack) -> None:
         self._checkpoint("applied", records)

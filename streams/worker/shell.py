@@ -17,6 +17,7 @@ from orderflow.streams.kafka.admin import client_settings
 from .clock import AcceleratedClock, SystemClock
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.config import Config
+from .metrics import Metrics
 from .protocol import Record
 
 log = logging.getLogger("orderflow")
@@ -128,6 +129,9 @@ class Worker:
     # progress (analytics facts), which the order agent publishes with the batch's outputs.
     derivers: list[Callable[[], list[Record]]] = field(default_factory=list)
     pending_deadlines: Callable[[], int] = lambda: 0
+    # The order agent's partitions for /ready and the metrics (streams/worker/orders.py, readiness).
+    readiness: Callable[[], dict] = lambda: {"assigned": [], "recovered": [], "lags": {}, "settled": False}
+    metrics: Metrics = field(default_factory=Metrics)
 
     def take_derived(self) -> list[Record]:
         return [record for take in self.derivers for record in take()]
