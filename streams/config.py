@@ -48,6 +48,9 @@ class Config:
     # another address requires api_token, which clients send as a bearer token.
     web_bind: str = "127.0.0.1"
     web_port: int = 6066
+    # The host name or address the other workers reach this one's API at (with web_port). Default:
+    # web_bind, or the machine's host name when bound to every address (what compose resolves).
+    web_advertise: str = ""
     api_token: str = field(default="", repr=False)
     # Fault injection, for tests only (streams/worker/protocol.py): "STEP:N" kills the worker the
     # N-th time a batch reaches STEP; "TOPIC:N" makes the N-th record sent to TOPIC fail.

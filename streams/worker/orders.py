@@ -61,11 +61,13 @@ class Partition:
     # Deadlines pending after its last batch (RocksDB's estimate), for the logs: read while the
     # partition's database is surely open, not when Faust may have closed it (a stopping worker).
     pending: int = 0
-    # Per input topic partition (order-events and stock-replies of this number): where reading
-    # starts, found once; where it stands; acknowledgements held back while a gap is read again.
-    # They live and die with this object, so a batch that outlives its partition's revocation
-    # cannot leave positions behind for the next assignment.
+    # Per input topic partition (order-events and stock-replies of this number): its committed
+    # offset, where Faust reads from, found once; the read position stored with the partition's
+    # state, below which records are applied already; where reading stands; acknowledgements held
+    # back while a gap is read again. They live and die with this object, so a batch that outlives
+    # its partition's revocation cannot leave positions behind for the next assignment.
     starts: dict[TP, int] = field(default_factory=dict)
+    applied: dict[TP, int] = field(default_factory=dict)
     positions: ReadPositions = field(default_factory=ReadPositions)
     held: dict[TP, list] = field(default_factory=dict)
 
@@ -77,13 +79,15 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
     source = app.topic(*inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     codecs = {spec.name: codec_for_topic(spec) for spec in (*topics.OUTPUT_TOPICS.values(), topics.STOCK_REQUESTS)}
     owned: dict[int, Partition] = {}
+    orders_changelog = worker.orders_table.changelog_topic.get_topic_name()
     recovered_once = asyncio.Event()  # not ready before the first recovery, whatever is assigned
 
     async def start_offset(tp: TP, part: Partition) -> int:
-        """The first offset not applied yet: the stored read position, or the committed offset if
-        that is further (a partition stored by a version that kept no read position)."""
+        """The committed offset, where Faust reads the partition from: gaps in what it delivers are
+        found from there. Also reads the partition's stored read position into `part.applied`."""
         if tp not in part.starts:
-            start = max(await committed.offset(tp.topic, tp.partition), part.index.read_position(tp.topic))
+            start = await committed.offset(tp.topic, tp.partition)
+            part.applied.setdefault(tp, part.index.read_position(tp.topic))
             part.starts.setdefault(tp, start)
         return part.starts[tp]
 
@@ -126,6 +130,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
             for event in events:
                 message = event.message
                 verdict = positions.judge(message.tp, message.offset, part.starts[message.tp])
+                if verdict is Verdict.PROCESS and message.offset < part.applied[message.tp]:
+                    verdict = Verdict.DONE  # applied by a stored batch: its acknowledgement is what is missing
                 if verdict is Verdict.REWIND:
                     rewinds.append((message.tp, positions.rewind_to(message.tp), message.offset))
                 if verdict is Verdict.DONE:
@@ -153,8 +159,9 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
             if part.stream_time != started_at:
                 part.index.keep_stream_time(part.stream_time)
             for tp in {event.message.tp for event in events}:  # last in the batch: see tables/deadlines.py
-                if (position := positions.next_offset(tp, part.starts[tp])) != part.index.read_position(tp.topic):
+                if (position := positions.next_offset(tp, part.starts[tp])) > part.applied[tp]:
                     part.index.keep_read_position(tp.topic, position)
+                    part.applied[tp] = position
             return batches, records(produced), applied, rewinds
         finally:
             orders.batch, book.index = None, None
@@ -266,9 +273,22 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                     owned[number] = part
             except Exception as exc:  # Faust would resume the streams anyway, with this partition unserved
                 await protocol.fail(f"order-events/{number} (indexing its stored orders)", exc)
+        if (url := taken_url(assigned)) is not None:
+            await protocol.fail("the order API", ValueError(
+                f"another worker of the group advertises this worker's URL {url}: give each worker a "
+                "web_advertise (or web_bind) the others reach it at"))
+            return
         recovered_once.set()
         log.info("orders recovered: about %d deadlines pending on this worker (partitions %s)", pending_deadlines(),
                  assigned)
+
+    def taken_url(assigned: list[int]) -> str | None:
+        """This worker's URL if another member advertises it too. The group's table map (Faust's
+        assignor) has one entry per URL: the members sharing one see a single member's partitions
+        under it, and every fan-out would take that member's orders for theirs, or miss them."""
+        url = str(app.conf.canonical_url)
+        listed = app.router.tables_metadata().get(url, {}).get(orders_changelog, [])
+        return None if sorted(listed) == assigned else url
 
     @app.on_partitions_revoked.connect
     async def revoked(_app, revoked, **_kwargs) -> None:

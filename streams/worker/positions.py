@@ -14,10 +14,10 @@ the re-read would then lose what it had not reached. So while a partition is
 `rereading`, the agent holds back its acknowledgements until the re-read has
 passed the record that showed the gap.
 
-A partition is judged from the later of its committed offset, asked of the
-broker (`Committed`) once each time it is assigned, and the read position
-stored with its state (tables/deadlines.py): records in between were applied
-by a batch that became durable before its acknowledgements were committed.
+A partition is judged from its committed offset, asked of the broker
+(`Committed`) once each time it is assigned: Faust reads from there. (The
+order agent then acknowledges without applying the records below the read
+position stored with the partition's state: tables/deadlines.py.)
 (faust-streaming 0.15.3, aiokafka 0.14.0.)
 """
 from __future__ import annotations

@@ -52,7 +52,8 @@ def faust_settings(config: Config) -> dict:
         web_enabled=True,
         web_bind=config.web_bind,
         web_port=config.web_port,
-        web_host=config.web_bind if config.web_bind not in ("0.0.0.0", "::") else socket.gethostname(),
+        web_host=config.web_advertise or (config.web_bind if config.web_bind not in ("0.0.0.0", "::")
+                                          else socket.gethostname()),
         # Faust's own table/graph/stats pages would expose order data without a token.
         web_tables_enabled=False,
         web_graph_enabled=False,
