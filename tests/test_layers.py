@@ -132,11 +132,3 @@ def test_every_project_import_names_a_module_that_exists(name):
     missing = {module for module in _imports(name) if module.startswith("orderflow.") and module not in MODULES}
     assert not missing, f"{name} imports modules that do not exist: {sorted(missing)}"
 
-
-def test_the_compose_file_names_no_topic_it_would_have_to_keep_in_step_with_the_registry():
-    """The topic registry (streams/kafka/topics.py) is the one list: compose runs `orderflow topics --create`."""
-    from orderflow.streams.kafka import topics
-
-    compose = (ROOT / "docker-compose.yml").read_text()
-    assert "command: [topics, --create]" in compose
-    assert not [spec.name for spec in topics.ALL_TOPICS if spec.name in compose]

@@ -74,6 +74,7 @@ async def ensure_topics(
     Raises TopicError if a topic exists with another partition count: keyed
     topics read together must be co-partitioned, and Kafka cannot shrink a topic.
     """
+    specs = list(specs)
     names = [spec.name for spec in specs]
     admin = AIOKafkaAdminClient(**bootstrap_settings)
     try:
@@ -82,9 +83,10 @@ async def ensure_topics(
         # unknown topic auto-creates it (Tansu always, Kafka by default).
         existing = set(await admin.list_topics())
         created: list[str] = []
-        missing = [name for name in names if name not in existing]
+        missing = [spec for spec in specs if spec.name not in existing]
         if missing:
-            response = await admin.create_topics([NewTopic(name, partitions, replication) for name in missing])
+            response = await admin.create_topics([NewTopic(spec.name, partitions, replication,
+                                                           topic_configs=dict(spec.configs)) for spec in missing])
             for name, code, *message in response.topic_errors:  # CreateTopics v1+ adds a message
                 if code == 0:
                     created.append(name)

@@ -14,6 +14,7 @@ class TopicSpec:
     schema: str  # Avro record name; its versions live in schemas/<schema>.v<N>.avsc
     doc: str
     internal: bool = False  # written and read by orderflow only
+    configs: tuple[tuple[str, str], ...] = ()  # topic configs set when orderflow creates the topic
 
 
 ORDER_EVENTS = TopicSpec(
@@ -38,6 +39,8 @@ ANALYTICS = TopicSpec(
 )
 DEAD_LETTERS = TopicSpec(
     "order-dead-letters", "DeadLetter", "Rejected input with its reason and the original payload.",
+    # A dead letter carries the rejected message whole: up to the producer's 2 MiB request limit.
+    configs=(("max.message.bytes", str(2 * 1024 * 1024)),),
 )
 ANALYTICS_FACTS = TopicSpec(
     "orderflow-analytics-facts", "AnalyticsFacts",

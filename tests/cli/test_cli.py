@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from click.testing import CliRunner
 
 import orderflow.streams.lifecycle
@@ -210,6 +212,19 @@ def test_topics_create_makes_the_registry_s_topics_and_refuses_another_partition
     other = orderflow("topics", "--create", cwd=tmp_path, env={**env, "ORDERFLOW_PARTITIONS": "5"})
     assert other.returncode == 1 and "another partition count than the planned 5" in other.stderr
     assert orderflow("topics", "--create", cwd=tmp_path).returncode == 2  # no broker configured
+    # Created with the registry's configs: a dead letter carries the rejected message whole.
+    assert asyncio.run(topic_configs(own_broker.bootstrap, topics.DEAD_LETTERS.name))["max.message.bytes"] == "2097152"
+
+
+async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    [(_, _, _, _, entries)] = response.resources
+    return {entry[0]: entry[1] for entry in entries}
 
 
 # --- 2. produce ----------------------------------------------------------------------------------------------------
