@@ -101,7 +101,7 @@ def main() -> None:
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
-        report(f"(c) orderflow: event in -> status change out", measured)
+        report("(c) orderflow: event in -> status change out", measured)
         print(f"    p99 ratio to the baseline: {percentile(measured, 99) / percentile(baseline, 99):.1f}")
 
 

@@ -13,7 +13,7 @@ import confluent_kafka
 
 from support.live import WorkerProcess, run
 from orderflow.streams.kafka.publish import Publisher
-from test_event_contract import readme_examples
+from support.readme import readme_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 

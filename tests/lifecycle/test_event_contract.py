@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,16 +11,10 @@ from click.testing import CliRunner
 from orderflow.streams.cli.commands import main
 from orderflow.streams.kafka.publish import Publisher
 from orderflow.streams.lifecycle import contract
+from support.readme import readme_examples
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 EXPECTED = ("must be an object with recipient_name, phone, line1, city, country (line2, postcode optional), "
             "not a one-line string")
-
-
-def readme_examples() -> list[dict]:
-    section = README.read_text(encoding="utf-8").split("## The event contract", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```jsonl\n(.*?)```", section, re.S).group(1)
-    return [json.loads(line) for line in block.splitlines()]
 
 
 def test_the_readme_shows_every_event_type_once_and_each_example_passes_the_contract_and_the_schema():

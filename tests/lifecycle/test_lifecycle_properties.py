@@ -34,7 +34,6 @@ from collections import Counter
 from dataclasses import dataclass
 from unittest.mock import patch
 
-import pytest
 from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 

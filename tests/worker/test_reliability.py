@@ -23,7 +23,6 @@ import signal
 import time
 from collections import Counter, defaultdict
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from support.live import WorkerProcess, run
