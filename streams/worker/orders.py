@@ -222,7 +222,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
     @app.timer(interval=worker.config.timer_interval)
     async def fire_due() -> None:
-        for part in list(owned.values()):
+        assigned = assigned_now()
+        for part in [part for part in owned.values() if part.number in assigned]:
             for tp, start in part.positions.stalled_rereads(STALLED_REREAD_S):
                 log.warning("%s/%d: the re-read from offset %d has not come; reading again", tp.topic, tp.partition,
                             start)
@@ -259,21 +260,27 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 return False
         return True
 
+    def assigned_now() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name}
+
     @worker.orders_table.on_recover
     async def recovered() -> None:
-        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name)
+        assigned = sorted(assigned_now())
+        url = taken_url()  # read with the assignment, before any await
+        for number in set(owned) - set(assigned):  # left while an earlier recovery was still adding it
+            owned.pop(number)
         for number in assigned:
             if number in owned:
                 continue
             index = PartitionIndex(deadlines, number)
             part = Partition(number, index, stream_time=index.stream_time())
             try:
-                if await index_stored_orders(part):
+                if await index_stored_orders(part) and number in assigned_now():
                     part.pending = len(part.index)
                     owned[number] = part
             except Exception as exc:  # Faust would resume the streams anyway, with this partition unserved
                 await protocol.fail(f"order-events/{number} (indexing its stored orders)", exc)
-        if (url := taken_url(assigned)) is not None:
+        if url is not None:
             await protocol.fail("the order API", ValueError(
                 f"another worker of the group advertises this worker's URL {url}: give each worker a "
                 "web_advertise (or web_bind) the others reach it at"))
@@ -282,13 +289,15 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         log.info("orders recovered: about %d deadlines pending on this worker (partitions %s)", pending_deadlines(),
                  assigned)
 
-    def taken_url(assigned: list[int]) -> str | None:
+    def taken_url() -> str | None:
         """This worker's URL if another member advertises it too. The group's table map (Faust's
         assignor) has one entry per URL: the members sharing one see a single member's partitions
-        under it, and every fan-out would take that member's orders for theirs, or miss them."""
+        under it, and every fan-out would take that member's orders for theirs, or miss them. Both
+        sides come from the same assignment."""
         url = str(app.conf.canonical_url)
-        listed = app.router.tables_metadata().get(url, {}).get(orders_changelog, [])
-        return None if sorted(listed) == assigned else url
+        listed = set(app.router.tables_metadata().get(url, {}).get(orders_changelog, []))
+        mine = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == orders_changelog}
+        return None if listed == mine else url
 
     @app.on_partitions_revoked.connect
     async def revoked(_app, revoked, **_kwargs) -> None:
@@ -313,12 +322,12 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         except ConsumerNotStarted:  # still starting: nothing assigned yet, and not ready
             return {"assigned": [], "recovered": [], "lags": {}, "settled": False}
         assigned = sorted(tp.partition for tp in assignment if tp.topic == topics.ORDER_EVENTS.name)
-        lags = {}
-        for part in list(owned.values()):
+        lags, recovered = {}, [part for part in owned.values() if part.number in assigned]
+        for part in recovered:
             for tp, start in list(part.starts.items()):
                 if (highwater := app.consumer.highwater(tp)) is not None:
                     lags[(tp.topic, tp.partition)] = max(0, highwater - part.positions.next_offset(tp, start))
-        return {"assigned": assigned, "recovered": sorted(owned), "lags": lags,
+        return {"assigned": assigned, "recovered": sorted(part.number for part in recovered), "lags": lags,
                 "settled": recovered_once.is_set() and not app.rebalancing}
 
     worker.pending_deadlines = pending_deadlines

@@ -1,10 +1,11 @@
 """The order API across machines, played on one: three workers on 127.0.0.1, 127.0.0.2 and 127.0.0.3, all
-on port 6066, as three hosts would run them. Each answers for all; one that stops is named by the
+on one port, as three hosts would run them. Each answers for all; one that stops is named by the
 others until the group has moved its partitions; a worker advertising another's URL is refused."""
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,24 @@ from support.orders import HOUR, created
 from support.reliability import frozen_clock, publish_events
 
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
-PORT = 6066
+
+
+def common_free_port(addresses=ADDRESSES + ("127.0.0.4",)) -> int:
+    """A port free on every address (as 6066 would be on each of three hosts)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for address in addresses:
+                with socket.socket() as other:
+                    other.bind((address, port))
+            return port
+        except OSError:
+            continue
+
+
+PORT = common_free_port()
 PARTITIONS = 6
 ORDERS = 40
 
