@@ -37,8 +37,8 @@ INDEXED = b"~indexed"
 STREAM_TIME = b"~stream-time"
 # Per input topic, the next offset the order agent is to apply: every record before it is applied and
 # stored with this batch or an earlier one. Faust's committed offset trails it (acknowledgements are
-# committed later): the records in between are done, not applied again. Written last in the batch,
-# and the protocol delivers this table's changelog after the orders' (streams/worker/protocol.py).
+# committed later): the records in between are done, not applied again. A closing key of the batch:
+# the protocol delivers it after every other record of the batch (streams/worker/protocol.py).
 READ_POSITION = b"~read/"
 
 
@@ -107,7 +107,7 @@ class PartitionIndex:
         return 0 if stored is None else int(stored)
 
     def keep_read_position(self, topic: str, offset: int) -> None:
-        self.batch.put(READ_POSITION + topic.encode(), str(offset).encode())
+        self.batch.put_closing(READ_POSITION + topic.encode(), str(offset).encode())
 
     def track(self, order_id: str, before: dict[str, int], after: dict[str, int]) -> None:
         gone, new = changed_dues(before, after)

@@ -36,6 +36,9 @@ class PartitionBatch:
         self.db = partition_db(table, partition)
         self._encode, self._decode = encode, decode
         self.changed: dict[bytes, Any] = {}  # key -> value after the batch (None: deleted)
+        # Keys whose records vouch for the rest of the batch (the order agent's read positions): the
+        # batch protocol delivers them after every other record of the batch, of every table.
+        self.closing: dict[bytes, Any] = {}
 
     def get(self, key: bytes) -> Any:
         if key in self.changed:
@@ -51,9 +54,13 @@ class PartitionBatch:
         """Keys on disk from `start` on, in order (writes of this batch not included)."""
         return self.db.keys(from_key=start)
 
-    def records(self) -> list[tuple[bytes, bytes | None]]:
-        """The changelog records of the batch: each changed key once, with its last value."""
-        return [(key, None if value is None else self._encode(value)) for key, value in self.changed.items()]
+    def put_closing(self, key: bytes, value: Any) -> None:
+        self.closing[key] = value
+
+    def records(self, closing: bool = False) -> list[tuple[bytes, bytes | None]]:
+        """The changelog records of the batch (or of its closing keys): each key once, its last value."""
+        changed = self.closing if closing else self.changed
+        return [(key, None if value is None else self._encode(value)) for key, value in changed.items()]
 
     def store(self, records: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
         """Write the records and the last changelog offset they were delivered at, atomically."""
@@ -67,4 +74,4 @@ class PartitionBatch:
             # Faust's own format (see Store.set_persisted_offset): recovery resumes after it.
             batch.put(self.table.data.offset_key, str(changelog_offset).encode())
         self.db.write(batch)
-        self.changed = {}
+        self.changed, self.closing = {}, {}

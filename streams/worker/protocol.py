@@ -7,10 +7,10 @@ Faust's automatic acks and, per partition, under that partition's lock:
    keeps the batch's writes; nothing is on disk yet) and, for orders, fires
    the partition's due deadlines in the same step;
 2. published: sends every output and derived record and awaits each delivery;
-3. changelogged: sends each changed key's last value to the table's
-   changelog and awaits those deliveries, one table after the other in the
-   order given (the order agent: orders, then the deadline index, whose
-   read positions, written last, say which inputs are applied);
+3. changelogged: sends each changed key's last value to its table's
+   changelog and awaits those deliveries; then the batch's closing keys
+   (the order agent's read positions, which say which inputs are applied),
+   so that they are durable only once the rest is;
 4. stored: writes each table's batch to RocksDB in one write batch, with
    the last changelog offset that Faust's recovery resumes from;
 5. acked: acknowledges the inputs, which lets Faust commit their offsets.
@@ -174,20 +174,22 @@ class BatchProtocol:
         self._checkpoint("applied", records)
         await self.deliver(records)
         self._checkpoint("published", records)
-        changes = [(batch, batch.records()) for batch in batches]
-        changes = [(batch, changed) for batch, changed in changes if changed]
+        changes = [(batch, batch.records(), batch.records(closing=True)) for batch in batches]
+        changes = [change for change in changes if change[1] or change[2]]
         if not owned():
             raise Revoked()
-        delivered = []
-        for batch, changed in changes:  # in turn: a later table's changelog implies the earlier's
-            delivered.append(await self.deliver(
-                (batch.table.changelog_topic.get_topic_name(), key, value, batch.partition)
-                for key, value in changed))
+        last_offset: dict[int, int] = {}
+        # Every changed key's record, then the closing ones, which vouch that the others are durable.
+        for part in ([(n, record) for n, change in enumerate(changes) for record in change[1]],
+                     [(n, record) for n, change in enumerate(changes) for record in change[2]]):
+            metadata = await self.deliver((changes[n][0].table.changelog_topic.get_topic_name(), key, value,
+                                           changes[n][0].partition) for n, (key, value) in part)
+            last_offset.update((n, meta.offset) for (n, _), meta in zip(part, metadata))  # the last wins
         self._checkpoint("changelogged", records)
         if not owned():
             raise Revoked()
-        for (batch, changed), metadata in zip(changes, delivered):
-            batch.store(changed, metadata[-1].offset)
+        for n, (batch, changed, closing) in enumerate(changes):
+            batch.store(changed + closing, last_offset[n])
         self._checkpoint("stored", records)
         await ack()
         self._checkpoint("acked", records)

@@ -31,7 +31,7 @@ class Stored:
         self.index.open()
 
     def commit(self) -> None:
-        self.index.batch.store(self.index.batch.records(), None)
+        self.index.batch.store(self.index.batch.records() + self.index.batch.records(closing=True), None)
         self.index.open()
 
     def __getattr__(self, name):
@@ -144,16 +144,17 @@ def test_orders_stored_before_the_index_existed_are_indexed_once(tmp_path):
     assert [order_id for _, order_id in index.pop_due(T0 + 48 * HOUR)] == ["old-1", "old-2"] * 3
 
 
-def test_read_positions_are_kept_per_input_topic_after_the_batch_s_other_keys(tmp_path):
-    """The order agent writes them last in its batch: their changelog record then comes after the
-    batch's deadlines and stream time, so a restore that has them has the rest of the batch."""
+def test_read_positions_are_kept_per_input_topic_as_closing_keys_of_the_batch(tmp_path):
+    """The batch protocol delivers closing keys after every other record of the batch: a restore
+    that has a read position has the rest of the batch that wrote it."""
     stored = Stored(tmp_path)
     assert stored.read_position("order-events") == 0  # none kept yet: start from the committed offset
     stored.track("a", {}, {"X": T0 + 1})
     stored.keep_stream_time(T0)
     stored.keep_read_position("order-events", 17)
     stored.keep_read_position("stock-replies", 3)
-    assert [key for key, _ in stored.batch.records()][-2:] == [b"~read/order-events", b"~read/stock-replies"]
+    assert [key for key, _ in stored.batch.records(closing=True)] == [b"~read/order-events", b"~read/stock-replies"]
+    assert not [key for key, _ in stored.batch.records() if key.startswith(b"~read/")]
     assert stored.read_position("order-events") == 0  # not stored before the batch is
     stored.commit()
     assert (stored.read_position("order-events"), stored.read_position("stock-replies")) == (17, 3)
