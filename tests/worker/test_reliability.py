@@ -125,6 +125,7 @@ def test_crash_kill9_mid_stream_then_restart_matches_replay(own_broker, tmp_path
         "orders_expected": len(expected.orders), "orders_missing": len(missing),
         "orders_unexpected": len(unexpected), "orders_differing": len(differing),
         "changelog_orders_differing": len(cl_missing) + len(cl_unexpected) + len(cl_differing), **changelog_figures,
+        "stale_index_entries": len(index - index_entries(stored)),
         "seconds": round(time.monotonic() - started, 1)})
 
     assert figures["first_rc"] == -signal.SIGKILL and figures["second_rc"] == 0, line
@@ -139,9 +140,13 @@ def test_crash_kill9_mid_stream_then_restart_matches_replay(own_broker, tmp_path
         f"{line}\nfirst differing: "
         + "; ".join(f"{o}: {describe_order_difference(stored[o], expected.orders[o])}" for o in differing[:2])
         + f" missing {missing[:3]} unexpected {unexpected[:3]}")
-    # Its deadline index, written beside the orders in two RocksDB writes a kill can fall between, holds
-    # exactly their deadlines (the restart's restore completes the one behind).
-    assert index == index_entries(stored), f"{len(index ^ index_entries(stored))} entries differ\n{line}"
+    # Its deadline index holds every deadline of those orders: none is lost (the restart's restore
+    # completes an index behind its orders; duplicates and stale entries index their orders again). A
+    # kill in the middle of a batch's changelog step can leave entries whose deletion never arrived
+    # (README, Guarantees, "Not covered"): they fire nothing when they come due
+    # (tests/book/test_order_book.py); how many there are is in the report line.
+    lost = index_entries(stored) - index
+    assert not lost, f"{len(lost)} deadlines of stored orders are not indexed, e.g. {sorted(lost)[:3]}\n{line}"
     # Nothing lost: every output the replay publishes, each order's status changes in the replay's order,
     # and the changelog (what a restore or a move rebuilds from) holds the same orders as RocksDB.
     if comparison.missing or comparison.sequences_differ or cl_missing or cl_unexpected or cl_differing:
