@@ -205,7 +205,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
         lines, echoed[:] = list(echoed), []
         if await protocol.complete(where, out, batches, lambda: owned.get(part.number) is part, ack, len(events)):
-            part.pending = len(part.index)
+            if not app.should_stop:  # a stopping worker's tables may have closed their databases already
+                part.pending = len(part.index)
             for line in lines:
                 print(line, flush=True)
 
@@ -222,6 +223,8 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
 
     @app.timer(interval=worker.config.timer_interval)
     async def fire_due() -> None:
+        if app.should_stop:
+            return
         assigned = assigned_now()
         for part in [part for part in owned.values() if part.number in assigned]:
             for tp, start in part.positions.stalled_rereads(STALLED_REREAD_S):
