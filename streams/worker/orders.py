@@ -158,7 +158,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 produced += [(output, None) for output in fired]
             if part.stream_time != started_at:
                 part.index.keep_stream_time(part.stream_time)
-            for tp in {event.message.tp for event in events}:  # last in the batch: see tables/deadlines.py
+            for tp in {event.message.tp for event in events}:  # closing keys: see tables/deadlines.py
                 if (position := positions.next_offset(tp, part.starts[tp])) > part.applied[tp]:
                     part.index.keep_read_position(tp.topic, position)
                     part.applied[tp] = position
@@ -321,10 +321,9 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
         whether no rebalance is under way, and each recovered input partition's lag (what the broker's
         highwater says is there, less what is applied)."""
         try:
-            assignment = app.consumer.assignment()
+            assigned = sorted(assigned_now())
         except ConsumerNotStarted:  # still starting: nothing assigned yet, and not ready
             return {"assigned": [], "recovered": [], "lags": {}, "settled": False}
-        assigned = sorted(tp.partition for tp in assignment if tp.topic == topics.ORDER_EVENTS.name)
         lags, recovered = {}, [part for part in owned.values() if part.number in assigned]
         for part in recovered:
             for tp, start in list(part.starts.items()):

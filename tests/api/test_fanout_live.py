@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import time
 import urllib.error
 import urllib.request
 
@@ -14,7 +13,7 @@ from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.worker.clock import wall_ms
 from orderflow.streams.worker.shell import STOPPED_EXIT_STATUS
-from support.live import WorkerProcess, run
+from support.live import WorkerProcess, run, wait_for
 from support.orders import HOUR, created
 from support.reliability import frozen_clock, publish_events
 
@@ -49,14 +48,6 @@ def get(address: str, path: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
     except (urllib.error.URLError, ConnectionError) as error:  # not serving (yet, or any more)
         return 0, {"error": str(error)}
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
-        time.sleep(0.2)
-    return result
 
 
 def all_ids(address: str) -> list[str]:

@@ -85,5 +85,15 @@ async def read_outputs(bootstrap: str, enough, timeout: float = 60.0, specs=OUTP
         await consumer.stop()
 
 
+def wait_for(condition, timeout: float, what: str, every: float = 0.1):
+    """The first truthy value of `condition()`, asked every `every` seconds; an AssertionError naming
+    `what` if none comes within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(every)
+    return result
+
+
 def run(coro):
     return asyncio.run(coro)

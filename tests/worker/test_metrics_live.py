@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.error
 import urllib.request
 
@@ -19,7 +18,7 @@ from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.worker.app import create_app
 from orderflow.streams.worker.clock import SystemClock, wall_ms
-from support.live import WorkerProcess, run
+from support.live import WorkerProcess, run, wait_for
 from support.orders import MIN, created, paid
 from support.reliability import expected_from_replay, frozen_clock, publish_events
 
@@ -38,14 +37,6 @@ def get(worker: WorkerProcess, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
-        time.sleep(0.1)
-    return result
 
 
 def test_a_worker_not_started_serves_health_but_is_not_ready():
