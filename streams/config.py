@@ -52,6 +52,9 @@ class Config:
     # web_bind, or the machine's host name when bound to every address (what compose resolves).
     web_advertise: str = ""
     api_token: str = field(default="", repr=False)
+    # Order API requests reading this worker's orders at once; more wait their turn. The reads share
+    # the event loop with the agents: the cap bounds what a burst of requests takes from them.
+    api_concurrency: int = 4
     # Fault injection, for tests only (streams/worker/protocol.py): "STEP:N" kills the worker the
     # N-th time a batch reaches STEP; "TOPIC:N" makes the N-th record sent to TOPIC fail.
     crash_after: str = ""

@@ -13,7 +13,7 @@ way to reach it: `partition_db` is the one place that does (faust-streaming
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import faust
 from rocksdict import WriteBatch
@@ -28,12 +28,18 @@ def _same(value: Any) -> Any:
     return value
 
 
+class Derived(Protocol):
+    """What a table derives from its batch in the same RocksDB write (tables/listing.py)."""
+    def write(self, changed: dict[bytes, Any], batch: WriteBatch, changelog_offset: int) -> None: ...
+
+
 class PartitionBatch:
     def __init__(self, table: faust.Table, partition: int, encode: Callable[[Any], bytes] = _same,
-                 decode: Callable[[bytes], Any] = _same):
+                 decode: Callable[[bytes], Any] = _same, derived: Callable[[Any], Derived] | None = None):
         self.table = table
         self.partition = partition
         self.db = partition_db(table, partition)
+        self._derived = derived
         self._encode, self._decode = encode, decode
         self.changed: dict[bytes, Any] = {}  # key -> value after the batch (None: deleted)
         # Keys whose records vouch for the rest of the batch (the order agent's read positions): the
@@ -73,5 +79,7 @@ class PartitionBatch:
         if changelog_offset is not None:
             # Faust's own format (see Store.set_persisted_offset): recovery resumes after it.
             batch.put(self.table.data.offset_key, str(changelog_offset).encode())
+            if self._derived is not None:
+                self._derived(self.db).write(self.changed, batch, changelog_offset)
         self.db.write(batch)
         self.changed, self.closing = {}, {}

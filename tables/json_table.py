@@ -12,6 +12,7 @@ import faust
 import orjson
 
 from .direct import PartitionBatch, partition_db
+from .listing import Listing
 
 
 # Values hold strings, 64-bit integers (Avro's longs), booleans, nulls, lists and objects keyed by
@@ -30,13 +31,18 @@ class JsonTable(MutableMapping[str, dict]):
     """The mapping the core sees: reads and writes go to `batch` (the partition being processed,
     set by the worker); iteration and `lookup` cover every partition this worker holds."""
 
-    def __init__(self, table: faust.Table):
+    def __init__(self, table: faust.Table, listed: bool = False):
         self.table = table
         self.batch: PartitionBatch | None = None
+        self.listed = listed  # the values are orders, kept in their listing (tables/listing.py) too
 
     def open(self, partition: int) -> PartitionBatch:
-        """A batch of writes to one partition, with the orders decoded."""
-        return PartitionBatch(self.table, partition, encode, decode)
+        """A batch of writes to one partition, with the values decoded."""
+        return PartitionBatch(self.table, partition, encode, decode, self.listing if self.listed else None)
+
+    def listing(self, db) -> Listing:
+        """The listing of a partition's database."""
+        return Listing(db, self.table.data.offset_key)
 
     def __getitem__(self, key: str) -> dict:
         value = self.batch.get(key.encode())

@@ -129,6 +129,11 @@ class Filters:
             conditions=_choices(params, "condition", _CONDITIONS),
         )
 
+    @property
+    def by_status_only(self) -> bool:
+        """Whether only the status (tab) matters: counts per status answer it."""
+        return replace(self, statuses=None) == Filters()
+
     def accepts(self, order: dict) -> bool:
         status = order.get("status")
         if status is None:  # only events held for an order not created yet
@@ -196,11 +201,29 @@ class Query:
     def _key(self, value, order_id: str) -> tuple:
         if value is None:
             return (1, 0, order_id)
-        return (0, -value if self.sort.startswith("-") else value, order_id)
+        return (0, -value if self.descending else value, order_id)
 
     def key(self, order: dict) -> tuple:
         """Total order of the listing: the sort value, then the order id (so ties page stably)."""
         return self._key(_sort_value(order, self.field), order["order_id"])
+
+    def key_of(self, value, order_id: str) -> tuple:
+        """The same order for a sort value as an index gives it (None: the order has none)."""
+        return self._key(0 if self.field == "order_id" else value, order_id)
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    @property
+    def after_value(self) -> tuple | None:
+        """Where the previous page ended, as (sort value or None, order id)."""
+        if self.after is None:
+            return None
+        absent, signed, order_id = self.after
+        if absent or self.field == "order_id":
+            return None, order_id
+        return (-signed if self.descending else signed), order_id
 
     def accepts(self, order: dict) -> bool:
         return self.filters.accepts(order) and (self.after is None or self.key(order) > self.after)

@@ -19,39 +19,36 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import heapq
 import hmac
 import io
 import ipaddress
-import itertools
 import logging
-from collections import Counter
-from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Awaitable, Callable, Mapping
 
 import aiohttp
 import faust
 from aiohttp import web
 from yarl import URL
 
-from orderflow.tables.direct import partition_db
-from orderflow.tables.json_table import decode
 from orderflow.tables.orders import TABLE_NAME
 
 from orderflow.streams.api.export import CsvWriter, time_zones, write_orders
+from orderflow.streams.api.stored_orders import Pause, StoredOrders
 from orderflow.streams.config import Config
 from orderflow.streams.api.order_query import (FILTER_PARAMS, MAX_LIMIT, PAGE_PARAMS, Filters, Query, QueryError,
                                                check_known, counts, detail, summary)
 
 log = logging.getLogger("orderflow.api")
 
-# Orders scanned between two yields to the event loop, so that a scan of a large
-# table never holds up the agent or the consumer's heartbeats.
-SCAN_CHUNK = 1000
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 
 class PeerError(Exception):
     """Another worker did not answer; a partial answer would be silently wrong."""
+
+
+class ClientGone(Exception):
+    """The client hung up: its request's work stops."""
 
 
 def is_loopback(host: str) -> bool:
@@ -120,13 +117,6 @@ def _require_loopback_host():
     return require_loopback_host
 
 
-async def _chunks(orders: Iterable[dict]) -> AsyncIterator[list[dict]]:
-    it = iter(orders)
-    while chunk := list(itertools.islice(it, SCAN_CHUNK)):
-        yield chunk
-        await asyncio.sleep(0)
-
-
 class OrderApi:
     """The handlers, over one worker's orders table and its peers' web servers."""
 
@@ -138,36 +128,24 @@ class OrderApi:
         self.covers = worker.book.policy.covers()
         token = worker.config.api_token
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self.stored = StoredOrders(worker.orders, self._active)
+        self._slots = asyncio.Semaphore(worker.config.api_concurrency)
 
     # --- this worker's orders ---
 
-    def _orders_by_id(self, after: str | None) -> Iterator[dict]:
-        """This worker's orders in id order, from just after `after`: a RocksDB seek per
-        active partition, so a page costs its own size (Faust's store has no seek of its own)."""
-        table = self.worker.orders_table
-        start = after.encode() + b"\0" if after is not None else None
-        scans = [partition_db(table, tp.partition).items(from_key=start) for tp in self.app.assignor.assigned_actives()
-                 if tp.topic == table.changelog_topic_name]
-        for key, value in heapq.merge(*scans, key=lambda item: item[0]):
-            if key != table.data.offset_key:
-                yield decode(value)
+    def _active(self) -> list[int]:
+        changelog = self.worker.orders_table.changelog_topic_name
+        return [tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog]
 
-    async def _candidates(self, query: Query) -> list[dict]:
-        """The local orders of the query's page, plus one if another page follows."""
-        by_id = query.sort == "order_id"
-        source = self._orders_by_id(query.resume_after_id) if by_id else (o for _, o in self.orders.items())
-        best: list[dict] = []
-        async for chunk in _chunks(source):
-            best = query.select(itertools.chain(best, chunk))
-            if by_id and len(best) > query.limit:
-                break  # the source is in sort order: nothing later can enter the page
-        return best
-
-    async def _statuses(self, filters: Filters) -> Counter:
-        statuses: Counter = Counter()
-        async for chunk in _chunks(o for _, o in self.orders.items()):
-            statuses.update(o["status"] for o in chunk if filters.accepts(o))
-        return statuses
+    async def _local(self, request: web.Request, work: Callable[[Pause], Awaitable]):
+        """Run `work` over this worker's orders once one of the api_concurrency slots is free;
+        stop it (ClientGone) when the client hangs up."""
+        async def pause() -> None:
+            await asyncio.sleep(0)
+            if request.transport is None or request.transport.is_closing():
+                raise ClientGone()
+        async with self._slots:
+            return await work(pause)
 
     # --- the other workers ---
 
@@ -189,14 +167,20 @@ class OrderApi:
         return response.status, body
 
     async def _everywhere(self, mine: Awaitable, path: str, params: Mapping[str, str], local: bool):
-        """This worker's answer and, unless `local`, every other worker's for the same request."""
+        """This worker's answer and, unless `local`, every other worker's for the same request. The
+        first to fail cancels the others (a client gone stops the peers' work too)."""
         peers = () if local else self._peers()
-        results = await asyncio.gather(mine, *(self._ask(url, path, params) for url in peers))
-        return results[0], [body for _, body in results[1:]]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(mine)] + [group.create_task(self._ask(url, path, params)) for url in peers]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return tasks[0].result(), [task.result()[1] for task in tasks[1:]]
 
-    async def _page(self, query: Query, params: Mapping[str, str], local: bool,
+    async def _page(self, request: web.Request, query: Query, params: Mapping[str, str], local: bool,
                     show: Callable[[dict], dict]) -> tuple[list[dict], str | None]:
-        mine, answers = await self._everywhere(self._candidates(query), "/orders", params, local)
+        mine, answers = await self._everywhere(self._local(request, lambda pause: self.stored.page(query, pause)),
+                                               "/orders", params, local)
         shown = [show(order) for order in mine]
         if not answers:
             return query.page(shown)
@@ -210,15 +194,16 @@ class OrderApi:
         query = Query.parse(params)
         show = (functools.partial(detail, include_personal_data=_flag(params, "include_personal_data"))
                 if _flag(params, "detail") else summary)
-        orders, cursor = await self._page(query, params, _flag(params, "local"), show)
+        orders, cursor = await self._page(request, query, params, _flag(params, "local"), show)
         return _json({"orders": orders, "next_cursor": cursor, "covers": self.covers})
 
     async def count_orders(self, request: web.Request) -> web.Response:
         params = _params(request)
         check_known(params, FILTER_PARAMS + ("local",))
         filters = Filters.parse(params)
-        statuses, answers = await self._everywhere(self._statuses(filters), "/orders/counts", params,
-                                                   _flag(params, "local"))
+        statuses, answers = await self._everywhere(
+            self._local(request, lambda pause: self.stored.statuses(filters, pause)), "/orders/counts", params,
+            _flag(params, "local"))
         for answer in answers:
             statuses.update(answer["statuses"])
         return _json({**counts(statuses), "covers": self.covers})
@@ -263,7 +248,7 @@ class OrderApi:
         show = functools.partial(detail, include_personal_data=personal)
         while True:
             try:
-                orders, cursor = await self._page(query, page_params, local, show)
+                orders, cursor = await self._page(request, query, page_params, local, show)
             except PeerError as exc:
                 # The status line is sent: dropping the connection is how the client learns the file is cut short.
                 log.warning("export cut short: %s", exc)
@@ -280,7 +265,7 @@ class OrderApi:
         return response
 
 
-def _view(handler: Callable[..., Awaitable[web.StreamResponse]]) -> type[faust.web.View]:
+def _view(handler: Callable[..., Awaitable[web.StreamResponse]], gone: Callable[[], None]) -> type[faust.web.View]:
     class OrderView(faust.web.View):
         async def get(self, request: web.Request, **match: str) -> web.StreamResponse:
             try:
@@ -290,6 +275,9 @@ def _view(handler: Callable[..., Awaitable[web.StreamResponse]]) -> type[faust.w
             except PeerError as exc:
                 log.warning("%s", exc)
                 return _error(502, str(exc))
+            except ClientGone:
+                gone()
+                return _error(499, "the client closed the connection")  # nobody reads it
     return OrderView
 
 
@@ -305,4 +293,4 @@ def register_views(worker) -> None:
     # Fixed paths before /orders/{order_id}, which would match them too.
     for path, handler in (("/orders", api.list_orders), ("/orders/counts", api.count_orders),
                           ("/orders/export", api.export_orders), ("/orders/{order_id}", api.one_order)):
-        worker.app.page(path, name=handler.__name__)(_view(handler))
+        worker.app.page(path, name=handler.__name__)(_view(handler, worker.metrics.api_abandoned.inc))

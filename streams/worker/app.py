@@ -39,7 +39,7 @@ def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Wor
         use_fetched_end_offsets(app, client_settings(config))
         shorten_fetch_wait(app)
     orders_table = define_orders_table(app, config.partitions)
-    orders = JsonTable(orders_table)
+    orders = JsonTable(orders_table, listed=True)
     worker = Worker(app, config, orders_table, orders, OrderBook(orders, policy), clock, echo=echo)
     protocol = BatchProtocol(app.producer, functools.partial(stop_worker, app), config.crash_after,
                              config.fail_delivery, worker.metrics)

@@ -45,6 +45,8 @@ class Metrics:
         self.timer_lag = Histogram("orderflow_timer_lag_seconds", "How long after its due time a deadline fired "
                                    "(by the worker's clock).", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
                                                                        300, 3600), registry=self.registry)
+        self.api_abandoned = Counter("orderflow_api_requests_abandoned", "Order API requests whose work stopped "
+                                     "because their client hung up.", registry=self.registry)
 
     def observe_batch(self, topic: str, inputs: int, started: float) -> None:
         self.batch_inputs.labels(topic).observe(inputs)

@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from dataclasses import dataclass, field
 
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from orderflow.tables.deadlines import PartitionIndex, define_deadlines_table
-from orderflow.tables.direct import PartitionBatch
+from orderflow.tables.direct import PartitionBatch, partition_db
 
 from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.codec import SchemaError, codec_for_topic
@@ -263,6 +264,20 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 return False
         return True
 
+    async def list_stored_orders(number: int) -> None:
+        """Build, once, the listing (tables/listing.py) of a partition whose orders were restored
+        without it; the order API reads the partition whole meanwhile."""
+        listing = orders.listing(partition_db(worker.orders_table, number))
+        if listing.current():
+            return
+        started, listed = time.monotonic(), 0
+        for listed in listing.rebuild((key.encode(), order) for key, order in orders.partition_items(number)):
+            await asyncio.sleep(0)
+            if number not in assigned_now():  # gone: its next owner builds it (this one is behind)
+                return
+        log.info("order-events/%d: listed its %d stored orders by status in %.1f s", number, listed,
+                 time.monotonic() - started)
+
     def assigned_now() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.ORDER_EVENTS.name}
 
@@ -278,6 +293,7 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
             index = PartitionIndex(deadlines, number)
             part = Partition(number, index, stream_time=index.stream_time())
             try:
+                await list_stored_orders(number)
                 if await index_stored_orders(part) and number in assigned_now():
                     part.pending = len(part.index)
                     owned[number] = part
