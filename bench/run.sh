@@ -12,9 +12,11 @@ if [ "${1:-}" = "--small" ]; then
   rate=$($python throughput.py --orders 2000 2>&1 | half_of_b)
   $python latency.py --rate "$rate" --seconds 5
   $python state.py --orders 3000 --probes 200 --finished 500
+  $python api.py --orders 20000 --requests 50
 else
   $python core.py --orders 20000 --repeat 3
   rate=$($python throughput.py --orders 20000 2>&1 | half_of_b)
   $python latency.py --rate "$rate" --seconds 30
   $python state.py --orders 1000000
+  $python api.py --orders 1000000
 fi

@@ -52,6 +52,12 @@ class Config:
     # web_bind, or the machine's host name when bound to every address (what compose resolves).
     web_advertise: str = ""
     api_token: str = field(default="", repr=False)
+    # HTTPS for the worker's web server (order API, health, metrics): its certificate chain and key
+    # (PEM files). Workers then advertise https URLs and send the token to no peer over plain HTTP.
+    web_cert: str = ""
+    web_key: str = ""
+    # The CA bundle (PEM) that peers' certificates are checked against; default: the system's.
+    peer_ca: str = ""
     # Order API requests reading this worker's orders at once; more wait their turn. The reads share
     # the event loop with the agents: the cap bounds what a burst of requests takes from them.
     api_concurrency: int = 4

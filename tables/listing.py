@@ -39,7 +39,7 @@ FAMILY = "listing"
 SORTS = {"order_id": b"i", "created_at": b"c", "paid_at": b"p", "total_amount": b"a"}
 _OFFSET = b"~offset"
 _END = b"\xff"  # past every key
-REBUILD_CHUNK = 5_000  # orders per write batch when building anew
+REBUILD_CHUNK = 1_000  # orders per write batch when building anew
 
 
 def listed(order: dict | None) -> list | None:

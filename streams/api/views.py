@@ -13,7 +13,12 @@ answers. One order is asked of the worker that owns its partition.
 Loopback only by default, answering only requests whose Host is a loopback
 name (DNS rebinding). With an api_token (required to bind any other address)
 every request needs `Authorization: Bearer <api_token>`; the fan-out sends it
-on.
+on: over HTTPS to peers checked against peer_ca when the workers have a
+web_cert, and then to no peer over plain HTTP.
+
+Reading this worker's orders (stored_orders) takes one of api_concurrency
+slots and stops when the client hangs up; a fan-out whose part fails cancels
+the others.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import hmac
 import io
 import ipaddress
 import logging
+import ssl
 from typing import Awaitable, Callable, Mapping
 
 import aiohttp
@@ -128,7 +134,12 @@ class OrderApi:
         self.covers = worker.book.policy.covers()
         token = worker.config.api_token
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        # Peers' certificates are checked against peer_ca (the system's CAs without it).
+        self._tls = ssl.create_default_context(cafile=worker.config.peer_ca or None)
+        self._https_only = bool(worker.config.web_cert)
         self.stored = StoredOrders(worker.orders, self._active)
+        if worker.config.api_concurrency < 1:
+            raise ValueError(f"api_concurrency must be 1 or more, not {worker.config.api_concurrency}")
         self._slots = asyncio.Semaphore(worker.config.api_concurrency)
 
     # --- this worker's orders ---
@@ -144,8 +155,14 @@ class OrderApi:
             await asyncio.sleep(0)
             if request.transport is None or request.transport.is_closing():
                 raise ClientGone()
-        async with self._slots:
-            return await work(pause)
+        reads = self.worker.metrics.api_reads
+        with reads.labels("waiting").track_inprogress():
+            await self._slots.acquire()
+        try:
+            with reads.labels("running").track_inprogress():
+                return await work(pause)
+        finally:
+            self._slots.release()
 
     # --- the other workers ---
 
@@ -157,8 +174,12 @@ class OrderApi:
 
     async def _ask(self, url: URL, path: str, params: Mapping[str, str], accept=(200,)) -> tuple[int, dict]:
         target = url.with_path(path).with_query({**params, "local": "1"})
+        if self._https_only and url.scheme != "https":
+            raise PeerError(f"worker {url} did not answer: it serves plain HTTP, and this worker (web_cert) "
+                            "sends its requests and token to peers over HTTPS only")
         try:
-            async with self.app.http_client.get(target, headers=self._auth, timeout=PEER_TIMEOUT) as response:
+            async with self.app.http_client.get(target, headers=self._auth, timeout=PEER_TIMEOUT,
+                                                ssl=self._tls if url.scheme == "https" else None) as response:
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             raise PeerError(f"worker {url} did not answer: {exc or type(exc).__name__}") from exc

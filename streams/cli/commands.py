@@ -517,19 +517,23 @@ async def _play(config: Config, events, clock, rate: float = 0.0, quiet: bool = 
 def _api_url(config: Config) -> str:
     """This host's worker, from the configured bind address and port."""
     host = "127.0.0.1" if config.web_bind in ("", "0.0.0.0", "::") else config.web_bind
-    return f"http://{f'[{host}]' if ':' in host else host}:{config.web_port}"
+    return f"{'https' if config.web_cert else 'http'}://{f'[{host}]' if ':' in host else host}:{config.web_port}"
 
 
-def _api_get(api: str, path: str, query: dict, token: str) -> dict:
-    """GET a JSON answer of the order API; its errors become one-line messages."""
+def _api_get(api: str, path: str, query: dict, config: Config) -> dict:
+    """GET a JSON answer of the order API (with the token, and over HTTPS checked against peer_ca); its
+    errors become one-line messages."""
+    import ssl
     import urllib.error
     import urllib.parse
     import urllib.request
 
+    token = config.api_token
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(f"{api.rstrip('/')}{path}?{urllib.parse.urlencode(query)}", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=300) as response:
+        tls = ssl.create_default_context(cafile=config.peer_ca or None) if api.startswith("https:") else None
+        with urllib.request.urlopen(request, timeout=300, context=tls) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         try:
@@ -542,13 +546,13 @@ def _api_get(api: str, path: str, query: dict, token: str) -> dict:
                                    f"{getattr(exc, 'reason', exc)}") from None
 
 
-def _api_pages(api: str, params: dict, token: str):
+def _api_pages(api: str, params: dict, config: Config):
     """The pages of orders the API lists for `params`, in order-id order (a seek per page on the workers)."""
     from orderflow.streams.api.order_query import MAX_LIMIT
 
     query = {**params, "sort": "order_id", "limit": MAX_LIMIT, "detail": 1}
     while True:
-        page = _api_get(api, "/orders", query, token)
+        page = _api_get(api, "/orders", query, config)
         yield page["orders"]
         if not page["next_cursor"]:
             return
@@ -599,13 +603,13 @@ def export(ctx: click.Context, status: str | None, tab: str | None, created_from
     api, chosen = api or _api_url(config), {k: v for k, v in params.items() if v is not None}
     # The bar's length: orders matching the filters now (orders arriving meanwhile may add a few).
     counted = _api_get(api, "/orders/counts", {k: v for k, v in chosen.items() if k != "include_personal_data"},
-                       config.api_token)
+                       config)
     total = counted["total"]
     partial = out.with_name(out.name + ".partial")
     orders = rows = 0
     try:
         with contextlib.closing(open_writer(file_format, partial)) as writer, Meter("exporting", total) as meter:
-            for page in _api_pages(api, chosen, config.api_token):
+            for page in _api_pages(api, chosen, config):
                 page_orders, page_rows = write_orders(page, writer, zone_of, include_personal_data)
                 orders, rows = orders + page_orders, rows + page_rows
                 meter.update(orders, f"{orders:,} orders, {rows:,} rows")

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import faust
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -45,6 +45,9 @@ class Metrics:
         self.timer_lag = Histogram("orderflow_timer_lag_seconds", "How long after its due time a deadline fired "
                                    "(by the worker's clock).", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
                                                                        300, 3600), registry=self.registry)
+        self.api_reads = Gauge("orderflow_api_reads", "Order API requests reading this worker's orders "
+                               "(`running`, at most api_concurrency) and waiting for their turn.", ["state"],
+                               registry=self.registry)
         self.api_abandoned = Counter("orderflow_api_requests_abandoned", "Order API requests whose work stopped "
                                      "because their client hung up.", registry=self.registry)
 

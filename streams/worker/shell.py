@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -40,6 +41,21 @@ def _credentials(config: Config):
     return None
 
 
+def advertised_url(config: Config) -> str:
+    """The URL the other workers reach this one's web server at."""
+    host = config.web_advertise or (config.web_bind if config.web_bind not in ("0.0.0.0", "::")
+                                    else socket.gethostname())
+    return f"{'https' if config.web_cert else 'http'}://{f'[{host}]' if ':' in host else host}:{config.web_port}"
+
+
+def server_tls(config: Config) -> ssl.SSLContext | None:
+    if not config.web_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.web_cert, config.web_key or None)
+    return context
+
+
 def faust_settings(config: Config) -> dict:
     settings = dict(
         broker=[f"kafka://{server}" for server in config.broker.split(",")],
@@ -52,8 +68,8 @@ def faust_settings(config: Config) -> dict:
         web_enabled=True,
         web_bind=config.web_bind,
         web_port=config.web_port,
-        web_host=config.web_advertise or (config.web_bind if config.web_bind not in ("0.0.0.0", "::")
-                                          else socket.gethostname()),
+        canonical_url=advertised_url(config),
+        web_ssl_context=server_tls(config),
         # Faust's own table/graph/stats pages would expose order data without a token.
         web_tables_enabled=False,
         web_graph_enabled=False,

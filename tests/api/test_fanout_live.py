@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import urllib.error
 import urllib.request
 
@@ -13,29 +12,14 @@ from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.worker.clock import wall_ms
 from orderflow.streams.worker.shell import STOPPED_EXIT_STATUS
-from support.live import WorkerProcess, run, wait_for
+from support.live import WorkerProcess, common_free_port, run, wait_for
 from support.orders import HOUR, created
 from support.reliability import frozen_clock, publish_events
 
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 
 
-def common_free_port(addresses=ADDRESSES + ("127.0.0.4",)) -> int:
-    """A port free on every address (as 6066 would be on each of three hosts)."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for address in addresses:
-                with socket.socket() as other:
-                    other.bind((address, port))
-            return port
-        except OSError:
-            continue
-
-
-PORT = common_free_port()
+PORT = common_free_port(ADDRESSES + ("127.0.0.4",))
 PARTITIONS = 6
 ORDERS = 40
 

@@ -85,6 +85,21 @@ async def read_outputs(bootstrap: str, enough, timeout: float = 60.0, specs=OUTP
         await consumer.stop()
 
 
+def common_free_port(addresses) -> int:
+    """A port free on every address (as 6066 would be on each of several hosts)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for address in addresses:
+                with socket.socket() as other:
+                    other.bind((address, port))
+            return port
+        except OSError:
+            continue
+
+
 def wait_for(condition, timeout: float, what: str, every: float = 0.1):
     """The first truthy value of `condition()`, asked every `every` seconds; an AssertionError naming
     `what` if none comes within `timeout`."""
