@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
-from typing import Iterable, Iterator
+from typing import Callable, Iterator
 
 import orjson
 from rocksdict import Options, Rdict, WriteBatch
@@ -111,16 +111,18 @@ class Listing:
 
     # --- writing ---
 
-    def write(self, changed: dict[bytes, dict | None], batch: WriteBatch, changelog_offset: int) -> None:
-        """Add to `batch` (the orders' own write batch) what `changed` (order id -> order, None:
-        deleted) does to the listing, if it is current; otherwise leave it behind for `rebuild`."""
+    def write(self, changed: dict[bytes, dict | None], batch: WriteBatch, changelog_offset: int | None) -> None:
+        """Add to `batch` (the orders' own write batch, which sets their changelog offset unless it
+        is None) what `changed` (order id -> order, None: deleted) does to the listing, if it is
+        current; otherwise leave it behind for `rebuild`."""
         if not self.current():
             return
         counts: dict[str, int] = {}
         for order_id, order in changed.items():
             self._move(order_id, listed(order), batch, counts)
         self._count(counts, batch)
-        batch.put(_OFFSET, str(changelog_offset).encode(), self.handle)
+        if changelog_offset is not None:
+            batch.put(_OFFSET, str(changelog_offset).encode(), self.handle)
 
     def _move(self, order_id: bytes, values: list | None, batch: WriteBatch, counts: dict[str, int]) -> None:
         stored = self.family.get(b"o" + order_id)
@@ -144,15 +146,20 @@ class Listing:
             if change:
                 batch.put(b"#" + status.encode(), str(self.count(status) + change).encode(), self.handle)
 
-    def rebuild(self, stored: Iterable[tuple[bytes, dict]]) -> Iterator[int]:
-        """Build the listing anew from the stored orders (id, order), a write batch per
-        REBUILD_CHUNK orders, yielding how many are listed after each: the caller may pause there.
-        Behind (not current) until the last one is written, and so built anew again if cut short."""
+    def rebuild(self, decode: Callable[[bytes], dict]) -> Iterator[int]:
+        """Build the listing anew from the stored orders (values read with `decode`), a write batch
+        per REBUILD_CHUNK orders, yielding how many are listed after each: the caller may pause
+        there. It lists the orders as they were when it began and is current only if nothing
+        stored orders since (nothing should: the worker builds it before it serves the partition);
+        cut short, it stays behind and is built anew."""
+        offset = self.db.get(self.offset_key)
+        stored = self.db.items()  # a RocksDB iterator sees the database as it is now, with `offset`
         cleared = WriteBatch(raw_mode=True)
         cleared.delete_range(b"", _END, self.handle)
         self.db.write(cleared)
-        stored, listed_so_far = iter(stored), 0
-        while chunk := list(itertools.islice(stored, REBUILD_CHUNK)):
+        listed_so_far = 0
+        orders = ((key, decode(value)) for key, value in stored if key != self.offset_key)
+        while chunk := list(itertools.islice(orders, REBUILD_CHUNK)):
             batch, counts = WriteBatch(raw_mode=True), {}
             for order_id, order in chunk:
                 self._move(order_id, listed(order), batch, counts)
@@ -160,7 +167,6 @@ class Listing:
             self.db.write(batch)
             listed_so_far += len(chunk)
             yield listed_so_far
-        offset = self.db.get(self.offset_key)
         if offset is not None:  # none: no order was ever stored, and an empty listing is current
             batch = WriteBatch(raw_mode=True)
             batch.put(_OFFSET, offset, self.handle)
@@ -201,19 +207,15 @@ class Listing:
             yield value, order_id.decode()
 
     def _descending(self, sort: bytes, present: bytes, after: tuple | None):
-        # Stored ascending: read backwards, a run of equal values at a time, each run by order id.
-        start = present + (_value(sort, after[0]) + _END if after else _END)
-        run: list[str] = []
-        run_value = None
-        for rest in self._keys(start, present, len(present), backwards=True):
-            value, order_id = _parse_value(sort, rest)
-            if run and value != run_value:
-                yield from ((run_value, one) for one in sorted(run) if _past(after, run_value, one))
-                run = []
-            run_value = value
-            run.append(order_id.decode())
-        yield from ((run_value, one) for one in sorted(run) if _past(after, run_value, one))
+        # Stored ascending: find each value's run reading backwards, then read the run forwards,
+        # by order id (so no run is held in memory, however many orders share a value).
+        below = present + (_value(sort, after[0]) + _END if after else _END)  # every key read is below it
+        while (last := next((key for key in self._keys(below, present, 0, backwards=True) if key < below),
+                            None)) is not None:
+            value, _ = _parse_value(sort, last[len(present):])
+            run = present + _value(sort, value)
+            resume = after is not None and value == after[0]
+            for order_id in self._keys(run + (after[1].encode() + b"\0" if resume else b""), run, len(run)):
+                yield value, order_id.decode()
+            below = run  # at or below every key of the run: the run before it is next
 
-
-def _past(after: tuple | None, value, order_id: str) -> bool:
-    return after is None or value != after[0] or order_id > after[1]

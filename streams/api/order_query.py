@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 from orderflow.streams.api.export import masked_address
 from orderflow.streams.book.replay import parse_time
 from orderflow.streams.lifecycle import status as st
+from orderflow.streams.lifecycle.contract import MAX_AMOUNT
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -159,14 +160,15 @@ def _sort_value(order: dict, field: str):
 
 
 def _cursor_value(field: str, raw):
-    """The sort value a cursor carried, checked for its field's type."""
+    """The sort value a cursor carried, checked for its field's type and range (what an order can
+    hold, and so what the listing can seek to)."""
     if field == "order_id":
         return 0
     if raw is None:
         return None
-    if field == "total_amount" and isinstance(raw, str) and Decimal(raw).is_finite():
+    if field == "total_amount" and isinstance(raw, str) and 0 <= Decimal(raw) <= MAX_AMOUNT:
         return Decimal(raw)
-    if field != "total_amount" and isinstance(raw, int) and not isinstance(raw, bool):
+    if field != "total_amount" and isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 2 ** 63:
         return raw
     raise ValueError(raw)
 

@@ -34,6 +34,15 @@ SCAN_CHUNK = 1000
 Pause = Callable[[], Awaitable[None]]
 
 
+class PartitionsMoved(Exception):
+    """A partition being read left this worker mid-request: the request may be asked again."""
+
+
+def _statuses(filters: Filters) -> tuple[str, ...]:
+    """The statuses to read: those the filters allow (none, for a tab and a status that exclude each other)."""
+    return st.STATUSES if filters.statuses is None else filters.statuses
+
+
 class StoredOrders:
     """The orders of the partitions `partitions()` names, in `orders`' RocksDB databases."""
 
@@ -42,10 +51,22 @@ class StoredOrders:
         self.table: faust.Table = orders.table
         self.partitions = partitions
 
+    def _open(self, pause: Pause) -> tuple[list[int], Pause]:
+        """The partitions to read, and a pause that stops the work once one of them left this
+        worker (its database must not be held open while it may come back: Faust reopens it)."""
+        numbers = list(self.partitions())
+
+        async def pause_here() -> None:
+            await pause()
+            if not set(numbers) <= set(self.partitions()):
+                raise PartitionsMoved()
+        return numbers, pause_here
+
     async def page(self, query: Query, pause: Pause) -> list[dict]:
         """This worker's orders of the query's page in its order, plus one if another page follows."""
+        numbers, pause = self._open(pause)
         sources = []
-        for number in self.partitions():
+        for number in numbers:
             listing = self.orders.listing(partition_db(self.table, number))
             if listing.current():
                 sources.append(self._walk(listing, query))
@@ -55,16 +76,17 @@ class StoredOrders:
 
     async def statuses(self, filters: Filters, pause: Pause) -> Counter:
         """How many of this worker's orders that pass `filters` are in each status."""
+        numbers, pause = self._open(pause)
         statuses: Counter = Counter()
-        wanted = filters.statuses or st.STATUSES
-        for number in self.partitions():
+        wanted = _statuses(filters)
+        for number in numbers:
             listing = self.orders.listing(partition_db(self.table, number))
             if listing.current() and filters.by_status_only:
                 statuses.update({status: listing.count(status) for status in wanted})
                 continue
             if listing.current():
-                walks = (listing.walk(status, "order_id") for status in wanted)
-                orders = self._read(listing, itertools.chain.from_iterable(walks))
+                orders = itertools.chain.from_iterable(
+                    self._read(listing, status, listing.walk(status, "order_id"), lambda *_: True) for status in wanted)
             else:
                 orders = self._stored(number)
             async for chunk in _chunks(orders, pause):
@@ -74,17 +96,25 @@ class StoredOrders:
     def _walk(self, listing: Listing, query: Query) -> Iterator[dict]:
         """The partition's orders of the query's statuses, in its order, from after its cursor."""
         after = query.after_value
-        walks = [listing.walk(status, query.field, query.descending, after)
-                 for status in query.filters.statuses or st.STATUSES]
-        merged = heapq.merge(*walks, key=lambda item: query.key_of(*item))
-        return self._read(listing, merged)
+
+        def in_place(order: dict, value, order_id: str) -> bool:
+            return query.key(order) == query.key_of(value, order_id)
+        return heapq.merge(*(self._read(listing, status, listing.walk(status, query.field, query.descending, after),
+                                        in_place) for status in _statuses(query.filters)), key=query.key)
 
     @staticmethod
-    def _read(listing: Listing, listed: Iterable[tuple[object, str]]) -> Iterator[dict]:
-        for _, order_id in listed:
+    def _read(listing: Listing, status: str, listed: Iterable[tuple[object, str]],
+              in_place: Callable[[dict, object, str], bool]) -> Iterator[dict]:
+        """The orders the listing names under `status`, read as they are now: one that a batch moved
+        since the walk began is not where its entry says any more, and is left to its new entry, so
+        that no order comes twice and each comes in its place."""
+        for value, order_id in listed:
             data = listing.db.get(order_id.encode())
-            if data is not None:
-                yield decode(data)
+            if data is None:
+                continue
+            order = decode(data)
+            if order.get("status") == status and in_place(order, value, order_id):
+                yield order
 
     def _stored(self, number: int) -> Iterator[dict]:
         return (order for _, order in self.orders.partition_items(number))

@@ -39,7 +39,7 @@ from yarl import URL
 from orderflow.tables.orders import TABLE_NAME
 
 from orderflow.streams.api.export import CsvWriter, time_zones, write_orders
-from orderflow.streams.api.stored_orders import Pause, StoredOrders
+from orderflow.streams.api.stored_orders import PartitionsMoved, Pause, StoredOrders
 from orderflow.streams.config import Config
 from orderflow.streams.api.order_query import (FILTER_PARAMS, MAX_LIMIT, PAGE_PARAMS, Filters, Query, QueryError,
                                                check_known, counts, detail, summary)
@@ -123,6 +123,19 @@ def _require_loopback_host():
     return require_loopback_host
 
 
+def _check_client(request: web.Request) -> None:
+    if request.transport is None or request.transport.is_closing():
+        raise ClientGone()
+
+
+async def _watch_client(request: web.Request, tasks: list[asyncio.Task]) -> None:
+    """Stop a fan-out (ClientGone cancels its parts, closing the requests to the peers) once its
+    client hangs up."""
+    while not all(task.done() for task in tasks):
+        _check_client(request)
+        await asyncio.sleep(0.05)
+
+
 class OrderApi:
     """The handlers, over one worker's orders table and its peers' web servers."""
 
@@ -136,7 +149,7 @@ class OrderApi:
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         # Peers' certificates are checked against peer_ca (the system's CAs without it).
         self._tls = ssl.create_default_context(cafile=worker.config.peer_ca or None)
-        self._https_only = bool(worker.config.web_cert)
+        self._https_only = bool(worker.config.web_cert or worker.config.peer_ca)
         self.stored = StoredOrders(worker.orders, self._active)
         if worker.config.api_concurrency < 1:
             raise ValueError(f"api_concurrency must be 1 or more, not {worker.config.api_concurrency}")
@@ -153,12 +166,12 @@ class OrderApi:
         stop it (ClientGone) when the client hangs up."""
         async def pause() -> None:
             await asyncio.sleep(0)
-            if request.transport is None or request.transport.is_closing():
-                raise ClientGone()
+            _check_client(request)
         reads = self.worker.metrics.api_reads
         with reads.labels("waiting").track_inprogress():
             await self._slots.acquire()
         try:
+            _check_client(request)
             with reads.labels("running").track_inprogress():
                 return await work(pause)
         finally:
@@ -175,8 +188,8 @@ class OrderApi:
     async def _ask(self, url: URL, path: str, params: Mapping[str, str], accept=(200,)) -> tuple[int, dict]:
         target = url.with_path(path).with_query({**params, "local": "1"})
         if self._https_only and url.scheme != "https":
-            raise PeerError(f"worker {url} did not answer: it serves plain HTTP, and this worker (web_cert) "
-                            "sends its requests and token to peers over HTTPS only")
+            raise PeerError(f"worker {url} did not answer: it serves plain HTTP, and this worker (web_cert, "
+                            "peer_ca) sends its requests and token to peers over HTTPS only")
         try:
             async with self.app.http_client.get(target, headers=self._auth, timeout=PEER_TIMEOUT,
                                                 ssl=self._tls if url.scheme == "https" else None) as response:
@@ -187,21 +200,26 @@ class OrderApi:
             raise PeerError(f"worker {url} answered {response.status}: {body.get('error')}")
         return response.status, body
 
-    async def _everywhere(self, mine: Awaitable, path: str, params: Mapping[str, str], local: bool):
+    async def _everywhere(self, request: web.Request, mine: Awaitable, path: str, params: Mapping[str, str],
+                          local: bool):
         """This worker's answer and, unless `local`, every other worker's for the same request. The
         first to fail cancels the others (a client gone stops the peers' work too)."""
         peers = () if local else self._peers()
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(mine)] + [group.create_task(self._ask(url, path, params)) for url in peers]
+                if peers:  # this worker's part may end without a pause while the peers' go on
+                    group.create_task(_watch_client(request, tasks))
         except ExceptionGroup as failed:
+            for other in failed.exceptions[1:]:
+                log.info("%s: also failed: %r", request.path, other)
             raise failed.exceptions[0] from None
         return tasks[0].result(), [task.result()[1] for task in tasks[1:]]
 
     async def _page(self, request: web.Request, query: Query, params: Mapping[str, str], local: bool,
                     show: Callable[[dict], dict]) -> tuple[list[dict], str | None]:
-        mine, answers = await self._everywhere(self._local(request, lambda pause: self.stored.page(query, pause)),
-                                               "/orders", params, local)
+        mine, answers = await self._everywhere(
+            request, self._local(request, lambda pause: self.stored.page(query, pause)), "/orders", params, local)
         shown = [show(order) for order in mine]
         if not answers:
             return query.page(shown)
@@ -223,7 +241,7 @@ class OrderApi:
         check_known(params, FILTER_PARAMS + ("local",))
         filters = Filters.parse(params)
         statuses, answers = await self._everywhere(
-            self._local(request, lambda pause: self.stored.statuses(filters, pause)), "/orders/counts", params,
+            request, self._local(request, lambda pause: self.stored.statuses(filters, pause)), "/orders/counts", params,
             _flag(params, "local"))
         for answer in answers:
             statuses.update(answer["statuses"])
@@ -299,6 +317,9 @@ def _view(handler: Callable[..., Awaitable[web.StreamResponse]], gone: Callable[
             except ClientGone:
                 gone()
                 return _error(499, "the client closed the connection")  # nobody reads it
+            except PartitionsMoved:
+                return _error(503, "the workers are sharing out the partitions: try again shortly",
+                              headers={"Retry-After": "2"})
     return OrderView
 
 

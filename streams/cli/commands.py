@@ -533,7 +533,12 @@ def _api_get(api: str, path: str, query: dict, config: Config) -> dict:
     request = urllib.request.Request(f"{api.rstrip('/')}{path}?{urllib.parse.urlencode(query)}", headers=headers)
     try:
         tls = ssl.create_default_context(cafile=config.peer_ca or None) if api.startswith("https:") else None
-        with urllib.request.urlopen(request, timeout=300, context=tls) as response:
+
+        class NoRedirects(urllib.request.HTTPRedirectHandler):  # the API never redirects: the token stays
+            def redirect_request(self, *_args, **_kwargs):
+                return None
+        opener = urllib.request.build_opener(NoRedirects(), urllib.request.HTTPSHandler(context=tls))
+        with opener.open(request, timeout=300) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         try:

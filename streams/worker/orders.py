@@ -31,6 +31,7 @@ from faust.types import TP
 
 from orderflow.tables.deadlines import PartitionIndex, define_deadlines_table
 from orderflow.tables.direct import PartitionBatch, partition_db
+from orderflow.tables.json_table import decode
 
 from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.codec import SchemaError, codec_for_topic
@@ -264,14 +265,21 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                 return False
         return True
 
+    listing_locks: dict[int, asyncio.Lock] = {}
+
     async def list_stored_orders(number: int) -> None:
         """Build, once, the listing (tables/listing.py) of a partition whose orders were restored
-        without it; the order API reads the partition whole meanwhile."""
+        without it; the order API reads the partition whole meanwhile. One build at a time per
+        partition: a recovery cut short by a rebalance may still be at it when the next begins."""
+        async with listing_locks.setdefault(number, asyncio.Lock()):
+            await build_listing(number)
+
+    async def build_listing(number: int) -> None:
         listing = orders.listing(partition_db(worker.orders_table, number))
         if listing.current():
             return
         started, listed = time.monotonic(), 0
-        for listed in listing.rebuild((key.encode(), order) for key, order in orders.partition_items(number)):
+        for listed in listing.rebuild(decode):
             await asyncio.sleep(0)
             if number not in assigned_now():  # gone: its next owner builds it (this one is behind)
                 return
