@@ -23,10 +23,11 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, Mapping
 
-from orderflow.streams.api.export import masked_address
+from orderflow.streams.api.export import mask_name, masked_address
 from orderflow.streams.book.replay import parse_time
 from orderflow.streams.lifecycle import status as st
 from orderflow.streams.lifecycle.contract import MAX_AMOUNT
+from orderflow.streams.lifecycle.payment import is_reminder
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -292,14 +293,27 @@ _DETAIL_FIELDS = _SUMMARY_FIELDS + ("channel", "line_items", "paid_amount", "pay
                                     "reviews", "after_sales")
 
 
+def next_deadline(order: dict) -> dict | None:
+    """The order's next deadline that a seller watches (payment reminders are the buyer's)."""
+    due = [(at, name) for name, at in (order.get("deadlines") or {}).items() if not is_reminder(name)]
+    if not due:
+        return None
+    at, name = min(due)
+    return {"name": name, "due_at": at}
+
+
 def summary(order: dict) -> dict:
-    """A row of a listing: no address, no history."""
+    """A row of a listing: no address, no history; the buyer masked."""
     items = order.get("line_items") or ()
     return {**{name: order.get(name) for name in _SUMMARY_FIELDS},
             "tab": st.TAB_OF[order["status"]], "conditions": sorted(order.get("conditions") or ()),
             "late_dispatched": bool(order.get("late_dispatched")),
             "items": sum(item.get("quantity", 0) for item in items),
-            "sku_ids": sorted({item.get("sku_id") for item in items})}
+            "sku_ids": sorted({item.get("sku_id") for item in items}),
+            "lines": [{"sku_id": item.get("sku_id"), "product_name": item.get("product_name"),
+                       "quantity": item.get("quantity")} for item in items],
+            "buyer": mask_name((order.get("shipping_address") or {}).get("recipient_name")),
+            "next_deadline": next_deadline(order)}
 
 
 def detail(order: dict, include_personal_data: bool = False) -> dict:

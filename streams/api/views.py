@@ -4,6 +4,7 @@
     GET /orders/counts      counts per seller tab and per status, same filters
     GET /orders/export      the seller-centre export as CSV, streamed (export)
     GET /orders/{order_id}  one order: status, tab, conditions, history, tracking, deadlines, reviews, after-sales
+    GET /centre/            the order centre, a page over the above (streams/api/page/)
 
 Any worker answers for all: it asks every other worker of the group (their web
 URLs come from Faust's partition assignor) the same question with `local=1`,
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import importlib.resources
 import io
 import ipaddress
 import logging
@@ -46,6 +48,10 @@ from orderflow.streams.api.order_query import (FILTER_PARAMS, MAX_LIMIT, PAGE_PA
 
 log = logging.getLogger("orderflow.api")
 
+# The order centre (streams/api/page/): its files, shipped in the package, served as they are.
+PAGE_PATH = "/centre/"
+PAGE_FILES = {"": ("index.html", "text/html"), "app.js": ("app.js", "text/javascript"),
+              "app.css": ("app.css", "text/css")}
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 
@@ -98,6 +104,8 @@ def _require_token(token: str):
 
     @web.middleware
     async def require_token(request: web.Request, handler):
+        if request.path.startswith(PAGE_PATH):  # the page's own files hold no order: it asks for the token
+            return await handler(request)
         given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
             return _error(401, "missing or wrong token: send Authorization: Bearer <api_token>",
@@ -231,10 +239,16 @@ class OrderApi:
         params = _params(request)
         check_known(params, FILTER_PARAMS + PAGE_PARAMS + ("detail", "include_personal_data", "local"))
         query = Query.parse(params)
-        show = (functools.partial(detail, include_personal_data=_flag(params, "include_personal_data"))
-                if _flag(params, "detail") else summary)
-        orders, cursor = await self._page(request, query, params, _flag(params, "local"), show)
-        return _json({"orders": orders, "next_cursor": cursor, "covers": self.covers})
+        shown = (functools.partial(detail, include_personal_data=_flag(params, "include_personal_data"))
+                 if _flag(params, "detail") else summary)
+        orders, cursor = await self._page(request, query, params, _flag(params, "local"),
+                                          lambda order: self._zoned(shown(order)))
+        # The worker's clock: what "ships in 5 h" counts from (a demo's clock runs fast).
+        return _json({"orders": orders, "next_cursor": cursor, "covers": self.covers, "now": self.worker.clock.now()})
+
+    def _zoned(self, shown: dict) -> dict:
+        """An order as shown, with its region's time zone (for the times a seller reads)."""
+        return {**shown, "time_zone": self.zone_of(shown.get("region")).key}
 
     async def count_orders(self, request: web.Request) -> web.Response:
         params = _params(request)
@@ -263,7 +277,7 @@ class OrderApi:
         order = self.orders.lookup(order_id)
         if order is None or order.get("status") is None:
             return _error(404, f"no order {order_id!r}", order_id=order_id)
-        return _json(detail(order, personal))
+        return _json({**self._zoned(detail(order, personal)), "now": self.worker.clock.now()})
 
     async def export_orders(self, request: web.Request) -> web.StreamResponse:
         """The export as CSV, page after page in order-id order, so neither this worker nor
@@ -323,6 +337,20 @@ def _view(handler: Callable[..., Awaitable[web.StreamResponse]], gone: Callable[
     return OrderView
 
 
+def _page_view() -> type[faust.web.View]:
+    files = importlib.resources.files("orderflow.streams.api") / "page"
+
+    class PageView(faust.web.View):
+        async def get(self, request: web.Request, name: str = "") -> web.Response:
+            if name not in PAGE_FILES:
+                return _error(404, f"no file {name!r} in the order centre")
+            file, content_type = PAGE_FILES[name]
+            return web.Response(body=(files / file).read_bytes(), content_type=content_type, charset="utf-8",
+                                headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                                         "Content-Security-Policy": "default-src 'self'"})
+    return PageView
+
+
 def register_views(worker) -> None:
     """Add the order API's routes to the worker's Faust app (refusing an exposed API without a token)."""
     check_exposure(worker.config)
@@ -336,3 +364,5 @@ def register_views(worker) -> None:
     for path, handler in (("/orders", api.list_orders), ("/orders/counts", api.count_orders),
                           ("/orders/export", api.export_orders), ("/orders/{order_id}", api.one_order)):
         worker.app.page(path, name=handler.__name__)(_view(handler, worker.metrics.api_abandoned.inc))
+    worker.app.page(PAGE_PATH, name="order_centre")(_page_view())
+    worker.app.page(PAGE_PATH + "{name}", name="order_centre_file")(_page_view())

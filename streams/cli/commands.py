@@ -309,6 +309,7 @@ def demo(ctx: click.Context, speed: float, orders: int, orders_per_hour: float, 
         worker.app.task(play)
         worker.app.task(draw)
 
+    click.echo(f"The order centre, in a browser: {_api_url(config)}/centre/")
     # The board owns the terminal: the worker's log goes to a file.
     _run_worker(config, prepare, run_for, loglevel="warning", logfile=config.data_dir / "demo.log",
                 cleanups=(board.close,))

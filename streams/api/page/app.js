@@ -1,0 +1,297 @@
+// The order centre: the seller tabs, the order list and an order's detail, over the order API of
+// the worker that served this page (any worker answers for all). Every value is shown as text
+// (textContent), never as markup. The view lives in the URL, so a link or a reload shows the same.
+"use strict";
+
+const TABS = ["Unpaid", "To ship", "Shipped", "Completed", "Cancelled"];
+const FILTERS = ["region", "shop_id", "sku_id", "created_from", "created_to", "paid_from", "paid_to", "condition",
+                 "sort"];
+const DEADLINE_WORDS = {SHIP_BY: "ships", UNPAID_TIMEOUT: "auto-cancels", CANCEL_REQUEST_TIMEOUT: "answer due",
+                        AUTO_CONFIRM: "completes", REDELIVERY_WINDOW: "redelivery window ends",
+                        REDELIVERY_DISPATCH: "redelivery due", SHIPMENT_STALLED: "carrier check"};
+const REFRESH_MS = 5000;
+const TOKEN_KEY = "orderflow-token";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+// --- the view, in the URL ---
+
+function view() {
+  return new URLSearchParams(location.search);
+}
+
+function go(params, replace) {
+  const url = location.pathname + (params.toString() ? "?" + params.toString() : "");
+  (replace ? history.replaceState : history.pushState).call(history, null, "", url);
+  render();
+}
+
+function apiParams(params) {
+  // The order API's parameters of the view: its filters, sort, page size and cursor.
+  const out = new URLSearchParams();
+  for (const name of ["tab", ...FILTERS, "limit", "cursor"]) {
+    if (params.get(name)) out.set(name, params.get(name));
+  }
+  return out;
+}
+
+function filterParams(params) {
+  const out = apiParams(params);
+  out.delete("sort"); out.delete("limit"); out.delete("cursor");
+  return out;
+}
+
+// --- the API ---
+
+class Unauthorised extends Error {}
+
+async function api(path, params) {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const response = await fetch(path + (params && params.toString() ? "?" + params.toString() : ""), {headers});
+  if (response.status === 401) throw new Unauthorised();
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+// --- showing ---
+
+function localTime(ms, zone) {
+  if (ms === null || ms === undefined) return "";
+  const format = new Intl.DateTimeFormat("en-GB", {timeZone: zone || "UTC", year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", timeZoneName: "short"});
+  return format.format(new Date(ms));
+}
+
+function duration(ms) {
+  const minutes = Math.round(Math.abs(ms) / 60000);
+  if (minutes < 60) return minutes + " min";
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return hours + " h";
+  return Math.round(hours / 24) + " d";
+}
+
+function timeLeft(deadline, now) {
+  // "ships in 5 h", "ships overdue 3 h": by the worker's clock, which a demo runs fast.
+  if (!deadline) return "";
+  const words = DEADLINE_WORDS[deadline.name] || deadline.name.toLowerCase().replaceAll("_", " ");
+  const left = deadline.due_at - now;
+  return left >= 0 ? `${words} in ${duration(left)}` : `${words} overdue ${duration(left)}`;
+}
+
+function linesSummary(lines) {
+  const shown = lines.slice(0, 2).map((line) => `${line.quantity} × ${line.product_name || line.sku_id}`);
+  return shown.join(", ") + (lines.length > 2 ? ` +${lines.length - 2} more` : "");
+}
+
+function showTabs(counts, params) {
+  const nav = $("tabs");
+  nav.replaceChildren();
+  const current = params.get("tab") || "";
+  for (const tab of ["", ...TABS]) {
+    const button = el("button", null, "tab" + (tab === current ? " current" : ""));
+    button.type = "button";
+    button.dataset.tab = tab || "All";
+    button.append(el("span", tab || "All", "name"), el("span", tab ? counts.tabs[tab] : counts.total, "count"));
+    button.addEventListener("click", () => {
+      const next = view();
+      if (tab) next.set("tab", tab); else next.delete("tab");
+      next.delete("cursor"); next.delete("trail"); next.delete("order");
+      go(next);
+    });
+    nav.append(button);
+  }
+}
+
+function showOrders(page, params) {
+  const body = $("orders").tBodies[0];
+  body.replaceChildren();
+  for (const order of page.orders) {
+    const row = document.createElement("tr");
+    row.dataset.orderId = order.order_id;
+    const link = el("a", order.order_id, "order-id");
+    link.href = "?" + withOrder(params, order.order_id).toString();
+    link.addEventListener("click", (event) => { event.preventDefault(); go(withOrder(view(), order.order_id)); });
+    const conditions = el("td", null, "conditions");
+    for (const condition of order.conditions) conditions.append(el("span", condition, "badge"));
+    const cells = [
+      link, localTime(order.created_at, order.time_zone), localTime(order.paid_at, order.time_zone),
+      order.buyer || "", linesSummary(order.lines), `${order.total_amount} ${order.currency}`, order.status,
+      conditions, timeLeft(order.next_deadline, page.now),
+    ];
+    const labels = ["Order", "Created", "Paid", "Buyer", "Lines", "Total", "Status", "Conditions", "Next deadline"];
+    cells.forEach((cell, n) => {
+      const td = cell instanceof HTMLTableCellElement ? cell : el("td");
+      if (cell instanceof HTMLAnchorElement) td.append(cell);
+      else if (!(cell instanceof HTMLTableCellElement)) td.textContent = cell;
+      td.dataset.label = labels[n];
+      row.append(td);
+    });
+    body.append(row);
+  }
+  const trail = (params.get("trail") || "").split(",").filter(Boolean);
+  $("previous").disabled = !params.get("cursor");
+  $("next").disabled = !page.next_cursor;
+  $("next").onclick = () => {
+    const next = view();
+    if (params.get("cursor")) next.set("trail", [...trail, params.get("cursor")].join(","));
+    else next.set("trail", "");
+    next.set("cursor", page.next_cursor);
+    go(next);
+  };
+  $("previous").onclick = () => {
+    const next = view();
+    const back = trail.slice(0, -1);
+    const cursor = trail[trail.length - 1];
+    if (cursor) next.set("cursor", cursor); else next.delete("cursor");
+    if (back.length) next.set("trail", back.join(",")); else next.delete("trail");
+    if (!params.get("trail")) next.delete("trail");
+    go(next);
+  };
+}
+
+function withOrder(params, orderId) {
+  const next = new URLSearchParams(params);
+  next.set("order", orderId);
+  return next;
+}
+
+function listInto(id, items, text) {
+  const list = $(id);
+  list.replaceChildren(...(items.length ? items.map((item) => el("li", text(item))) : [el("li", "none")]));
+}
+
+function showDetail(order) {
+  const zone = order.time_zone;
+  $("detail-title").textContent = `${order.order_id}: ${order.status}`;
+  const facts = $("detail-facts");
+  facts.replaceChildren();
+  for (const [name, value] of [["Tab", order.tab], ["Region", order.region], ["Shop", order.shop_id],
+                               ["Total", `${order.total_amount} ${order.currency}`],
+                               ["Created", localTime(order.created_at, zone)], ["Paid", localTime(order.paid_at, zone)],
+                               ["Carrier", order.carrier || ""], ["Tracking number", order.tracking_number || ""]]) {
+    facts.append(el("dt", name), el("dd", value));
+  }
+  listInto("timeline", order.history || [], (step) =>
+    `${localTime(step.at, zone)}: ${step.from_status || "(new)"} → ${step.to_status} (${step.reason})`);
+  listInto("tracking", order.tracking || [], (entry) =>
+    `${localTime(entry.at, zone)}: ${entry.status}` + (entry.location ? ` at ${entry.location}` : "") +
+    (entry.description ? `: ${entry.description}` : ""));
+  listInto("deadlines", order.deadlines || [], (deadline) =>
+    `${deadline.name}: ${localTime(deadline.due_at, zone)} (${timeLeft(deadline, order.now)})`);
+  const conditions = order.conditions || {};
+  listInto("lines", order.line_items || [], (line) => {
+    const flags = Object.entries(conditions).filter(([, details]) => JSON.stringify(details).includes(line.sku_id))
+      .map(([name]) => name);
+    return `${line.quantity} × ${line.product_name || ""} (${line.sku_id}) at ${line.unit_price}` +
+      (flags.length ? ` [${flags.join(", ")}]` : "");
+  });
+  listInto("reviews", order.reviews || [], (review) => `${review.rating}/5 ${review.comment || ""}`);
+  listInto("after-sales", order.after_sales || [], (item) =>
+    `${item.kind} (${item.reason}), opened ${localTime(item.opened_at, zone)}` +
+    (item.outcome ? `, ${item.outcome}` : ", open"));
+  $("detail").hidden = false;
+}
+
+// --- the page ---
+
+async function render() {
+  const params = view();
+  const form = $("filters");
+  for (const name of FILTERS) form.elements[name].value = params.get(name) || (name === "sort" ? "-created_at" : "");
+  $("error").hidden = true;
+  try {
+    const tabless = filterParams(params);
+    tabless.delete("tab");  // every tab's count, under the other filters
+    const [counts, page] = await Promise.all([api("/orders/counts", tabless),
+                                              api("/orders", apiParams(params))]);
+    $("signin").hidden = true;
+    $("centre").hidden = false;
+    showTabs(counts, params);
+    showOrders(page, params);
+    if (params.get("order")) showDetail(await api("/orders/" + encodeURIComponent(params.get("order"))));
+    else $("detail").hidden = true;
+    $("status").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.loaded = String(Date.now());
+  } catch (error) {
+    if (error instanceof Unauthorised) {
+      $("centre").hidden = true;
+      $("signin").hidden = false;
+      return;
+    }
+    $("error").textContent = error.message;
+    $("error").hidden = false;
+  }
+}
+
+async function exportCsv() {
+  // Through the export of the API, read as it streams in: the progress is the orders written so
+  // far of those the counts say match.
+  const params = filterParams(view());
+  const progress = $("export-progress");
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const expected = (await api("/orders/counts", params)).total;
+  const response = await fetch("/orders/export?" + params.toString(), {headers});
+  if (!response.ok) {
+    progress.textContent = "export failed: " + response.status;
+    return;
+  }
+  const reader = response.body.getReader();
+  const chunks = [];
+  const decoder = new TextDecoder();
+  const seen = new Set();  // order ids, the first column of each row (a row per line item)
+  let pending = "", header = true;
+  for (;;) {
+    const {done, value} = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    pending += decoder.decode(value, {stream: true});
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    for (const line of lines) {
+      if (header) header = false; else seen.add(line.split(",")[0]);
+    }
+    progress.textContent = `exporting: ${Math.min(seen.size, expected)} of ${expected} orders`;
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob(chunks, {type: "text/csv"}));
+  link.download = "orders.csv";
+  document.body.append(link);
+  link.click();
+  link.remove();
+  progress.textContent = `exported ${expected} orders`;
+  progress.dataset.done = "1";
+}
+
+$("filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const next = view();
+  for (const name of FILTERS) {
+    const value = event.target.elements[name].value.trim();
+    if (value) next.set(name, value); else next.delete(name);
+  }
+  next.delete("cursor"); next.delete("trail");
+  go(next);
+});
+$("signin").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value);
+  render();
+});
+$("close").addEventListener("click", () => { const next = view(); next.delete("order"); go(next); });
+$("export").addEventListener("click", () => { exportCsv().catch((error) => { $("export-progress").textContent = error.message; }); });
+window.addEventListener("popstate", render);
+render();
+// Counts and the page shown refresh by themselves, at the same place (the URL's cursor).
+setInterval(() => { if (!document.hidden) render(); }, REFRESH_MS);
