@@ -16,10 +16,11 @@ builds it anew from the orders before it serves the partition (`rebuild`).
 Keys:
     o<order_id>                                   the order's listed values (JSON), to find its entries
     e<status>\\0<sort><presence><value><order_id>  one per sort: i (order id), c (created_at),
-                                                  p (paid_at), a (total_amount); presence 0, or 1
-                                                  for no value (listed last, by order id)
+                                                  p (paid_at), a (total_amount), s (ship_by);
+                                                  presence 0, or 1 for no value (listed last, by
+                                                  order id)
     #<status>                                     how many orders have the status
-    ~offset                                       see above
+    ~offset                                       the format, then the offset (see above)
 Times are 8 bytes big-endian; an amount is its integral part in 8 bytes, then
 its fractional digits without trailing zeros, then a zero byte, so that byte
 order is value order. UTF-8 has no 0xff byte: `value + 0xff` is past every
@@ -34,10 +35,13 @@ from typing import Callable, Iterator
 import orjson
 from rocksdict import Options, Rdict, WriteBatch
 
+from orderflow.streams.lifecycle.shipping import ship_by_time
+
 
 FAMILY = "listing"
-SORTS = {"order_id": b"i", "created_at": b"c", "paid_at": b"p", "total_amount": b"a"}
+SORTS = {"order_id": b"i", "created_at": b"c", "paid_at": b"p", "total_amount": b"a", "ship_by": b"s"}
 _OFFSET = b"~offset"
+FORMAT = b"2"  # 2: with ship_by
 _END = b"\xff"  # past every key
 REBUILD_CHUNK = 1_000  # orders per write batch when building anew
 
@@ -47,7 +51,13 @@ def listed(order: dict | None) -> list | None:
     (gone, or events held for an order not created yet)."""
     if order is None or order.get("status") is None:
         return None
-    return [order["status"], order.get("created_at"), order.get("paid_at"), order.get("total_amount")]
+    return [order["status"], order.get("created_at"), order.get("paid_at"), order.get("total_amount"),
+            ship_by_time(order)]
+
+
+def _marker(offset: bytes | None) -> bytes:
+    """`~offset`'s value: the format (a listing of another one is behind), then the orders' offset."""
+    return FORMAT + b":" + (offset or b"")
 
 
 def _value(sort: bytes, value) -> bytes:
@@ -70,9 +80,9 @@ def _prefix(status: str, sort: bytes) -> bytes:
 
 
 def _entries(order_id: bytes, values: list) -> list[bytes]:
-    status, created, paid, amount = values
+    status, created, paid, amount, ship_by = values
     keys = [_prefix(status, b"i") + b"0" + order_id]
-    for sort, value in ((b"c", created), (b"p", paid), (b"a", amount)):
+    for sort, value in ((b"c", created), (b"p", paid), (b"a", amount), (b"s", ship_by)):
         keys.append(_prefix(status, sort) + (b"1" if value is None else b"0" + _value(sort, value)) + order_id)
     return keys
 
@@ -103,8 +113,9 @@ class Listing:
         self.handle = db.get_column_family_handle(FAMILY)
 
     def current(self) -> bool:
-        """Whether the listing holds every stored order as stored."""
-        return self.family.get(_OFFSET) == self.db.get(self.offset_key)
+        """Whether the listing holds every stored order as stored, in this version's format."""
+        marker, offset = self.family.get(_OFFSET), self.db.get(self.offset_key)
+        return marker == _marker(offset) or marker is offset is None  # or nothing was ever stored
 
     def count(self, status: str) -> int:
         return int(self.family.get(b"#" + status.encode()) or 0)
@@ -122,7 +133,7 @@ class Listing:
             self._move(order_id, listed(order), batch, counts)
         self._count(counts, batch)
         if changelog_offset is not None:
-            batch.put(_OFFSET, str(changelog_offset).encode(), self.handle)
+            batch.put(_OFFSET, _marker(str(changelog_offset).encode()), self.handle)
 
     def _move(self, order_id: bytes, values: list | None, batch: WriteBatch, counts: dict[str, int]) -> None:
         stored = self.family.get(b"o" + order_id)
@@ -167,10 +178,9 @@ class Listing:
             self.db.write(batch)
             listed_so_far += len(chunk)
             yield listed_so_far
-        if offset is not None:  # none: no order was ever stored, and an empty listing is current
-            batch = WriteBatch(raw_mode=True)
-            batch.put(_OFFSET, offset, self.handle)
-            self.db.write(batch)
+        batch = WriteBatch(raw_mode=True)
+        batch.put(_OFFSET, _marker(offset), self.handle)
+        self.db.write(batch)
 
     # --- reading ---
 

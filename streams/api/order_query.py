@@ -23,19 +23,22 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, Mapping
 
+from orderflow.streams.api import urgency
 from orderflow.streams.api.export import mask_name, masked_address
 from orderflow.streams.book.replay import parse_time
 from orderflow.streams.lifecycle import status as st
 from orderflow.streams.lifecycle.contract import MAX_AMOUNT
 from orderflow.streams.lifecycle.payment import is_reminder
+from orderflow.streams.lifecycle.shipping import ship_by_time
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 DEFAULT_SORT = "-created_at"
 # `order_id` is the table's own key order: the API can seek to a page instead of scanning (exports use it).
-SORTS = ("created_at", "-created_at", "paid_at", "-paid_at", "total_amount", "-total_amount", "order_id")
+SORTS = ("created_at", "-created_at", "paid_at", "-paid_at", "total_amount", "-total_amount", "ship_by", "-ship_by",
+         "order_id")
 FILTER_PARAMS = ("tab", "status", "created_from", "created_to", "paid_from", "paid_to", "region", "shop_id",
-                 "sku_id", "condition")
+                 "sku_id", "condition", "due", "action_needed", "now")
 PAGE_PARAMS = ("sort", "limit", "cursor")
 
 
@@ -83,6 +86,14 @@ def _normal(text: str) -> str:
 _TABS = {_normal(tab): tab for tab in st.TABS}
 _STATUSES = {_normal(status): status for status in st.STATUSES}
 _CONDITIONS = {_normal(condition): condition for condition in st.CONDITIONS}
+_DUE = {_normal(view): view for view in urgency.DUE}
+
+
+def flag(params: Mapping[str, str], name: str) -> bool:
+    value = params.get(name, "0").lower()
+    if value not in ("0", "1", "false", "true"):
+        raise QueryError(name, f"use 1 or 0, not {value!r}")
+    return value in ("1", "true")
 
 
 def _time(params: Mapping[str, str], name: str) -> int | None:
@@ -113,9 +124,14 @@ class Filters:
     shops: tuple[str, ...] | None = None
     skus: tuple[str, ...] | None = None
     conditions: tuple[str, ...] | None = None
+    due: tuple[str, ...] | None = None  # urgency views (urgency.py): any of them
+    action_needed: bool = False
+    # The time the urgency views are judged at (the worker's clock, or `now=`): not part of what a
+    # cursor was made for, since it moves on between pages.
+    now: int | None = None
 
     @classmethod
-    def parse(cls, params: Mapping[str, str]) -> "Filters":
+    def parse(cls, params: Mapping[str, str], now: int | None = None) -> "Filters":
         statuses = None
         tabs = _choices(params, "tab", _TABS)
         if tabs is not None:
@@ -123,18 +139,26 @@ class Filters:
         named = _choices(params, "status", _STATUSES)
         if named is not None:
             statuses = set(named) if statuses is None else statuses & set(named)
+        due = _choices(params, "due", _DUE)
+        if due is not None:  # no order of another status is in the views
+            possible = {status for view in due for status in urgency.DUE_STATUSES[view]}
+            statuses = possible if statuses is None else statuses & possible
+        now = _time(params, "now") if "now" in params else now
+        if (due is not None) and now is None:
+            raise QueryError("due", "needs the time it is judged at: `now`")
         return cls(
             statuses=None if statuses is None else tuple(sorted(statuses)),
             created_from=_time(params, "created_from"), created_to=_time(params, "created_to"),
             paid_from=_time(params, "paid_from"), paid_to=_time(params, "paid_to"),
             regions=_values(params, "region"), shops=_values(params, "shop_id"), skus=_values(params, "sku_id"),
-            conditions=_choices(params, "condition", _CONDITIONS),
+            conditions=_choices(params, "condition", _CONDITIONS), due=due,
+            action_needed=flag(params, "action_needed"), now=now,
         )
 
     @property
     def by_status_only(self) -> bool:
         """Whether only the status (tab) matters: counts per status answer it."""
-        return replace(self, statuses=None) == Filters()
+        return replace(self, statuses=None, now=None) == Filters()
 
     def accepts(self, order: dict) -> bool:
         status = order.get("status")
@@ -147,13 +171,17 @@ class Filters:
                 and (self.shops is None or order.get("shop_id") in self.shops)
                 and (self.skus is None
                      or any(item.get("sku_id") in self.skus for item in order.get("line_items") or ()))
-                and (self.conditions is None or any(c in self.conditions for c in order.get("conditions") or ())))
+                and (self.conditions is None or any(c in self.conditions for c in order.get("conditions") or ()))
+                and (self.due is None or any(urgency.is_due(order, view, self.now) for view in self.due))
+                and (not self.action_needed or urgency.action_needed(order)))
 
 
 def _sort_value(order: dict, field: str):
     """The value sorted on; None sorts last in both directions."""
     if field == "order_id":
         return 0
+    if field == "ship_by":
+        return ship_by_time(order)
     value = order.get(field)
     if field == "total_amount" and value is not None:
         return Decimal(value)
@@ -183,7 +211,7 @@ class Query:
     after: tuple | None = None  # sort key of the last order of the previous page
 
     @classmethod
-    def parse(cls, params: Mapping[str, str]) -> "Query":
+    def parse(cls, params: Mapping[str, str], now: int | None = None) -> "Query":
         sort = params.get("sort", DEFAULT_SORT)
         if sort not in SORTS:
             raise QueryError("sort", f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
@@ -194,7 +222,7 @@ class Query:
             raise QueryError("limit", f"not a number: {raw_limit!r}") from None
         if not 1 <= limit <= MAX_LIMIT:
             raise QueryError("limit", f"{limit} is out of range 1..{MAX_LIMIT}")
-        query = cls(Filters.parse(params), sort, limit)
+        query = cls(Filters.parse(params, now), sort, limit)
         return query.resume(params["cursor"]) if "cursor" in params else query
 
     @property
@@ -255,7 +283,7 @@ class Query:
 
     def _fingerprint(self) -> str:
         # A cursor only makes sense for the filters and sort it was made for; the page size may change.
-        return hashlib.blake2b(repr((self.filters, self.sort)).encode(), digest_size=8).hexdigest()
+        return hashlib.blake2b(repr((replace(self.filters, now=None), self.sort)).encode(), digest_size=8).hexdigest()
 
     def cursor(self, last: dict) -> str:
         value = _sort_value(last, self.field)
@@ -294,8 +322,11 @@ _DETAIL_FIELDS = _SUMMARY_FIELDS + ("channel", "line_items", "paid_amount", "pay
 
 
 def next_deadline(order: dict) -> dict | None:
-    """The order's next deadline that a seller watches (payment reminders are the buyer's)."""
+    """The order's next deadline that a seller watches (payment reminders are the buyer's); a ship-by
+    that passed stays one until the order ships."""
     due = [(at, name) for name, at in (order.get("deadlines") or {}).items() if not is_reminder(name)]
+    if (ship_by := ship_by_time(order)) is not None:
+        due.append((ship_by, "SHIP_BY"))
     if not due:
         return None
     at, name = min(due)

@@ -44,7 +44,7 @@ from orderflow.streams.api.export import CsvWriter, time_zones, write_orders
 from orderflow.streams.api.stored_orders import PartitionsMoved, Pause, StoredOrders
 from orderflow.streams.config import Config
 from orderflow.streams.api.order_query import (FILTER_PARAMS, MAX_LIMIT, PAGE_PARAMS, Filters, Query, QueryError,
-                                               check_known, counts, detail, summary)
+                                               check_known, counts, detail, flag, summary)
 
 log = logging.getLogger("orderflow.api")
 
@@ -90,13 +90,6 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None, 
 def _params(request: web.Request) -> dict[str, str]:
     """Query parameters; a repeated one (status=A&status=B) reads as a list (status=A,B)."""
     return {name: ",".join(request.query.getall(name)) for name in request.query.keys()}
-
-
-def _flag(params: Mapping[str, str], name: str) -> bool:
-    value = params.get(name, "0").lower()
-    if value not in ("0", "1", "false", "true"):
-        raise QueryError(name, f"use 1 or 0, not {value!r}")
-    return value in ("1", "true")
 
 
 def _require_token(token: str):
@@ -237,14 +230,20 @@ class OrderApi:
 
     async def list_orders(self, request: web.Request) -> web.Response:
         params = _params(request)
+        self._judge_now(params)
         check_known(params, FILTER_PARAMS + PAGE_PARAMS + ("detail", "include_personal_data", "local"))
         query = Query.parse(params)
-        shown = (functools.partial(detail, include_personal_data=_flag(params, "include_personal_data"))
-                 if _flag(params, "detail") else summary)
-        orders, cursor = await self._page(request, query, params, _flag(params, "local"),
+        shown = (functools.partial(detail, include_personal_data=flag(params, "include_personal_data"))
+                 if flag(params, "detail") else summary)
+        orders, cursor = await self._page(request, query, params, flag(params, "local"),
                                           lambda order: self._zoned(shown(order)))
         # The worker's clock: what "ships in 5 h" counts from (a demo's clock runs fast).
         return _json({"orders": orders, "next_cursor": cursor, "covers": self.covers, "now": self.worker.clock.now()})
+
+    def _judge_now(self, params: dict[str, str]) -> None:
+        """The urgency views' time (`now`, the worker's clock unless given), passed on to the other
+        workers too, so that all judge at one instant."""
+        params.setdefault("now", str(self.worker.clock.now()))
 
     def _zoned(self, shown: dict) -> dict:
         """An order as shown, with its region's time zone (for the times a seller reads)."""
@@ -252,20 +251,21 @@ class OrderApi:
 
     async def count_orders(self, request: web.Request) -> web.Response:
         params = _params(request)
+        self._judge_now(params)
         check_known(params, FILTER_PARAMS + ("local",))
         filters = Filters.parse(params)
         statuses, answers = await self._everywhere(
             request, self._local(request, lambda pause: self.stored.statuses(filters, pause)), "/orders/counts", params,
-            _flag(params, "local"))
+            flag(params, "local"))
         for answer in answers:
             statuses.update(answer["statuses"])
-        return _json({**counts(statuses), "covers": self.covers})
+        return _json({**counts(statuses), "covers": self.covers, "now": filters.now})
 
     async def one_order(self, request: web.Request, order_id: str) -> web.Response:
         params = _params(request)
         check_known(params, ("include_personal_data", "local"))
-        personal = _flag(params, "include_personal_data")
-        if not _flag(params, "local"):
+        personal = flag(params, "include_personal_data")
+        if not flag(params, "local"):
             try:
                 owner = URL(str(self.app.router.key_store(TABLE_NAME, order_id.encode())))
             except KeyError:
@@ -283,10 +283,11 @@ class OrderApi:
         """The export as CSV, page after page in order-id order, so neither this worker nor
         the client holds more than a page."""
         params = _params(request)
+        self._judge_now(params)
         check_known(params, FILTER_PARAMS + ("format", "include_personal_data", "local"))
         if params.get("format", "csv") != "csv":
             raise QueryError("format", "only csv streams over HTTP; for xlsx use `orderflow export --format xlsx`")
-        personal, local = _flag(params, "include_personal_data"), _flag(params, "local")
+        personal, local = flag(params, "include_personal_data"), flag(params, "local")
         page_params = {**{name: params[name] for name in FILTER_PARAMS if name in params},
                        "sort": "order_id", "limit": str(MAX_LIMIT), "detail": "1",
                        "include_personal_data": "1" if personal else "0"}
@@ -347,7 +348,7 @@ def _page_view() -> type[faust.web.View]:
             file, content_type = PAGE_FILES[name]
             return web.Response(body=(files / file).read_bytes(), content_type=content_type, charset="utf-8",
                                 headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-                                         "Content-Security-Policy": "default-src 'self'"})
+                                         "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"})
     return PageView
 
 

@@ -573,6 +573,9 @@ def _api_pages(api: str, params: dict, config: Config):
 @click.option("--to", "created_to", default=None, metavar="TIME", help="Created before TIME (UTC ms or ISO 8601).")
 @click.option("--region", default=None, help="Only this region, e.g. GB.")
 @click.option("--shop", default=None, help="Only this shop id.")
+@click.option("--due", type=click.Choice(["ship_within_24h", "auto_cancel_within_24h", "overdue"]), default=None,
+              help="Only this urgency view, by the workers' clock when the export begins.")
+@click.option("--action-needed", is_flag=True, help="Only orders with a condition that waits for the seller.")
 @click.option("--format", "file_format", type=click.Choice(["csv", "xlsx"]), default=None,
               help="Default: xlsx for an --out ending in .xlsx, else csv.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The file to write.")
@@ -583,8 +586,8 @@ def _api_pages(api: str, params: dict, config: Config):
                    "web_port.")
 @click.pass_context
 def export(ctx: click.Context, status: str | None, tab: str | None, created_from: str | None, created_to: str | None,
-           region: str | None, shop: str | None, file_format: str | None, out: Path, include_personal_data: bool,
-           api: str | None) -> None:
+           region: str | None, shop: str | None, due: str | None, action_needed: bool, file_format: str | None,
+           out: Path, include_personal_data: bool, api: str | None) -> None:
     """Export orders as CSV or Excel: one row per line item, with a seller centre's columns.
 
     Reads the orders page by page from the workers' order API and writes each
@@ -597,8 +600,8 @@ def export(ctx: click.Context, status: str | None, tab: str | None, created_from
     from orderflow.streams.book.replay import parse_time
 
     config = _config(ctx)
-    params = {"status": status, "tab": tab, "region": region, "shop_id": shop,
-              "include_personal_data": int(include_personal_data)}
+    params = {"status": status, "tab": tab, "region": region, "shop_id": shop, "due": due,
+              "action_needed": 1 if action_needed else None, "include_personal_data": int(include_personal_data)}
     for name, value, hint in (("created_from", created_from, "--from"), ("created_to", created_to, "--to")):
         try:
             params[name] = parse_time(value) if value else None
@@ -611,6 +614,7 @@ def export(ctx: click.Context, status: str | None, tab: str | None, created_from
     counted = _api_get(api, "/orders/counts", {k: v for k, v in chosen.items() if k != "include_personal_data"},
                        config)
     total = counted["total"]
+    chosen["now"] = counted["now"]  # every page judged at the instant the count was
     partial = out.with_name(out.name + ".partial")
     orders = rows = 0
     try:

@@ -25,8 +25,25 @@ def _track(change: Change, event: dict, status: str) -> None:
 
 
 def _awaiting_redelivery_request(change: Change) -> bool:
-    failed = change.order["conditions"].get(st.DELIVERY_FAILED)
+    return awaiting_redelivery_request(change.order)
+
+
+def awaiting_redelivery_request(order: dict) -> bool:
+    """A delivery failed and nobody has asked for it again yet."""
+    failed = (order.get("conditions") or {}).get(st.DELIVERY_FAILED)
     return failed is not None and "redelivery_requested_at" not in failed
+
+
+def ship_by_time(order: dict) -> int | None:
+    """When an order to ship must be handed over: its pending ship-by deadline, or, once that
+    fired, the time it fired (kept by the late-dispatch condition). None once shipped."""
+    if order.get("status") != st.AWAITING_SHIPMENT:
+        return None
+    due = (order.get("deadlines") or {}).get(SHIP_BY)
+    if due is not None:
+        return due
+    late = (order.get("conditions") or {}).get(st.LATE_DISPATCH)
+    return None if late is None else late.get("since")
 
 
 def package_shipped(change: Change, event: dict) -> None:

@@ -25,6 +25,7 @@ from orderflow.streams.lifecycle import status as st
 
 PARTITIONS = 3
 T0 = 1_700_000_000_000
+HOUR = 3_600_000
 
 
 def _orders_table(tmp_path, name="listing-test"):
@@ -34,11 +35,26 @@ def _orders_table(tmp_path, name="listing-test"):
 
 def _order(rng: random.Random, order_id: str) -> dict:
     status = rng.choice(st.STATUSES + (None,))  # None: events held for an order not created yet
+    deadlines, conditions = {}, {}
+    if status == "AWAITING_SHIPMENT":  # ship-by pending, or fired (late dispatch since then)
+        due = T0 + rng.randrange(-3, 4) * HOUR * 12
+        if rng.random() < 0.3:
+            conditions["LATE_DISPATCH"] = {"since": due}
+        else:
+            deadlines["SHIP_BY"] = due
+        if rng.random() < 0.3:
+            conditions["CANCEL_REQUESTED"] = {}
+            deadlines["CANCEL_REQUEST_TIMEOUT"] = T0 + rng.randrange(0, 4) * HOUR * 12
+    if status == "UNPAID":
+        deadlines["UNPAID_TIMEOUT"] = T0 + rng.randrange(0, 4) * HOUR * 12
+    if status == "IN_TRANSIT" and rng.random() < 0.5:
+        conditions["DELIVERY_FAILED"] = rng.choice([{}, {"redelivery_requested_at": T0}])
     return {"order_id": order_id, "status": status,
             "created_at": T0 + rng.randrange(50) * 60_000,  # few distinct times: many ties
             "paid_at": rng.choice([None, T0 + rng.randrange(20) * 60_000]),
             "total_amount": rng.choice(["0", "9.9", "9.90", "10", "10.05", "123.456", "1000000000000", "0.5"]),
-            "region": rng.choice(["UK", "US"]), "shop_id": rng.choice(["s1", "s2", "s3"])}
+            "region": rng.choice(["UK", "US"]), "shop_id": rng.choice(["s1", "s2", "s3"]),
+            "deadlines": deadlines, "conditions": conditions}
 
 
 def _store(table: JsonTable, rng: random.Random, batches: int, listed: bool = True) -> None:
@@ -85,7 +101,9 @@ def _stored_orders(table: JsonTable) -> list[dict]:
 QUERIES = [{"sort": sort, "limit": str(limit), **extra}
            for sort in SORTS for limit in (1, 7, 50)
            for extra in ({}, {"tab": "To ship"}, {"status": "UNPAID,CANCELLED"}, {"region": "UK"},
-                         {"tab": "Shipped", "shop_id": "s2"})]
+                         {"tab": "Shipped", "shop_id": "s2"}, {"due": "overdue", "now": str(T0)},
+                         {"due": "ship_within_24h,auto_cancel_within_24h", "now": str(T0)},
+                         {"action_needed": "1"})]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -5,7 +5,7 @@
 
 const TABS = ["Unpaid", "To ship", "Shipped", "Completed", "Cancelled"];
 const FILTERS = ["region", "shop_id", "sku_id", "created_from", "created_to", "paid_from", "paid_to", "condition",
-                 "sort"];
+                 "due", "action_needed", "sort"];
 const DEADLINE_WORDS = {SHIP_BY: "ships", UNPAID_TIMEOUT: "auto-cancels", CANCEL_REQUEST_TIMEOUT: "answer due",
                         AUTO_CONFIRM: "completes", REDELIVERY_WINDOW: "redelivery window ends",
                         REDELIVERY_DISPATCH: "redelivery due", SHIPMENT_STALLED: "carrier check"};
@@ -101,7 +101,8 @@ function showTabs(counts, params) {
     const button = el("button", null, "tab" + (tab === current ? " current" : ""));
     button.type = "button";
     button.dataset.tab = tab || "All";
-    button.append(el("span", tab || "All", "name"), el("span", tab ? counts.tabs[tab] : counts.total, "count"));
+    button.setAttribute("aria-pressed", String(tab === current));
+    button.append(el("span", tab || "All", "name"), " ", el("span", tab ? counts.tabs[tab] : counts.total, "count"));
     button.addEventListener("click", () => {
       const next = view();
       if (tab) next.set("tab", tab); else next.delete("tab");
@@ -159,6 +160,21 @@ function showOrders(page, params) {
   };
 }
 
+function fillForm(params) {
+  const form = $("filters");
+  for (const name of FILTERS) {
+    const field = form.elements[name];
+    if (field.type === "checkbox") field.checked = params.get(name) === "1";
+    else field.value = params.get(name) || (name === "sort" ? "-created_at" : "");
+  }
+}
+
+function orderPath(orderId) {
+  // One order's path: an id the API's own paths would take for theirs is refused, not fetched.
+  if (["counts", "export", ".", ".."].includes(orderId)) throw new Error(`no order ${orderId} can be shown here`);
+  return encodeURIComponent(orderId);
+}
+
 function withOrder(params, orderId) {
   const next = new URLSearchParams(params);
   next.set("order", orderId);
@@ -167,10 +183,10 @@ function withOrder(params, orderId) {
 
 function listInto(id, items, text) {
   const list = $(id);
-  list.replaceChildren(...(items.length ? items.map((item) => el("li", text(item))) : [el("li", "none")]));
+  list.replaceChildren(...(items.length ? items.map((item, index) => el("li", text(item, index))) : [el("li", "none")]));
 }
 
-function showDetail(order) {
+function showDetail(order, opened) {
   const zone = order.time_zone;
   $("detail-title").textContent = `${order.order_id}: ${order.status}`;
   const facts = $("detail-facts");
@@ -189,9 +205,10 @@ function showDetail(order) {
   listInto("deadlines", order.deadlines || [], (deadline) =>
     `${deadline.name}: ${localTime(deadline.due_at, zone)} (${timeLeft(deadline, order.now)})`);
   const conditions = order.conditions || {};
-  listInto("lines", order.line_items || [], (line) => {
-    const flags = Object.entries(conditions).filter(([, details]) => JSON.stringify(details).includes(line.sku_id))
-      .map(([name]) => name);
+  listInto("lines", order.line_items || [], (line, index) => {
+    // Stock and price conditions name their lines by position (confirmation in the lifecycle).
+    const flags = Object.entries(conditions).filter(([, details]) => details && details.lines &&
+      String(index) in details.lines).map(([name]) => name);
     return `${line.quantity} × ${line.product_name || ""} (${line.sku_id}) at ${line.unit_price}` +
       (flags.length ? ` [${flags.join(", ")}]` : "");
   });
@@ -200,29 +217,37 @@ function showDetail(order) {
     `${item.kind} (${item.reason}), opened ${localTime(item.opened_at, zone)}` +
     (item.outcome ? `, ${item.outcome}` : ", open"));
   $("detail").hidden = false;
+  if (opened) $("detail").scrollIntoView();
 }
 
 // --- the page ---
 
-async function render() {
+let renders = 0;  // the latest render: an older one that ends after it shows nothing
+
+async function render(refresh) {
+  const generation = ++renders;
   const params = view();
-  const form = $("filters");
-  for (const name of FILTERS) form.elements[name].value = params.get(name) || (name === "sort" ? "-created_at" : "");
+  if (!refresh) fillForm(params);  // a refresh leaves what the seller is typing alone
   $("error").hidden = true;
   try {
     const tabless = filterParams(params);
     tabless.delete("tab");  // every tab's count, under the other filters
-    const [counts, page] = await Promise.all([api("/orders/counts", tabless),
-                                              api("/orders", apiParams(params))]);
+    const orderId = params.get("order");
+    const [counts, page, order] = await Promise.all([
+      api("/orders/counts", tabless), api("/orders", apiParams(params)),
+      orderId ? api("/orders/" + orderPath(orderId)) : null]);
+    if (generation !== renders) return;
     $("signin").hidden = true;
     $("centre").hidden = false;
     showTabs(counts, params);
     showOrders(page, params);
-    if (params.get("order")) showDetail(await api("/orders/" + encodeURIComponent(params.get("order"))));
+    if (order) showDetail(order, !refresh);
     else $("detail").hidden = true;
     $("status").textContent = "updated " + new Date().toLocaleTimeString();
-    document.body.dataset.loaded = String(Date.now());
+    // For tests and tools: which render of which view is on the screen.
+    document.body.dataset.loaded = `${generation}|${location.search}`;
   } catch (error) {
+    if (generation !== renders) return;
     if (error instanceof Unauthorised) {
       $("centre").hidden = true;
       $("signin").hidden = false;
@@ -238,6 +263,7 @@ async function exportCsv() {
   // far of those the counts say match.
   const params = filterParams(view());
   const progress = $("export-progress");
+  delete progress.dataset.done;
   const headers = {};
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = "Bearer " + token;
@@ -250,8 +276,8 @@ async function exportCsv() {
   const reader = response.body.getReader();
   const chunks = [];
   const decoder = new TextDecoder();
-  const seen = new Set();  // order ids, the first column of each row (a row per line item)
-  let pending = "", header = true;
+  // Rows come in order-id order, a row per line item: an order is counted when its id first shows.
+  let pending = "", header = true, last = null, written = 0;
   for (;;) {
     const {done, value} = await reader.read();
     if (done) break;
@@ -260,9 +286,11 @@ async function exportCsv() {
     const lines = pending.split("\n");
     pending = lines.pop();
     for (const line of lines) {
-      if (header) header = false; else seen.add(line.split(",")[0]);
+      const first = line.split(",")[0];
+      if (header) header = false;
+      else if (first !== last) { last = first; written += 1; }
     }
-    progress.textContent = `exporting: ${Math.min(seen.size, expected)} of ${expected} orders`;
+    progress.textContent = `exporting: ${Math.min(written, expected)} of about ${expected} orders`;
   }
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob(chunks, {type: "text/csv"}));
@@ -270,7 +298,8 @@ async function exportCsv() {
   document.body.append(link);
   link.click();
   link.remove();
-  progress.textContent = `exported ${expected} orders`;
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  progress.textContent = "exported";
   progress.dataset.done = "1";
 }
 
@@ -278,7 +307,8 @@ $("filters").addEventListener("submit", (event) => {
   event.preventDefault();
   const next = view();
   for (const name of FILTERS) {
-    const value = event.target.elements[name].value.trim();
+    const field = event.target.elements[name];
+    const value = field.type === "checkbox" ? (field.checked ? "1" : "") : field.value.trim();
     if (value) next.set(name, value); else next.delete(name);
   }
   next.delete("cursor"); next.delete("trail");
@@ -290,8 +320,12 @@ $("signin").addEventListener("submit", (event) => {
   render();
 });
 $("close").addEventListener("click", () => { const next = view(); next.delete("order"); go(next); });
-$("export").addEventListener("click", () => { exportCsv().catch((error) => { $("export-progress").textContent = error.message; }); });
-window.addEventListener("popstate", render);
+$("export").addEventListener("click", () => {
+  $("export").disabled = true;
+  exportCsv().catch((error) => { $("export-progress").textContent = "export failed: " + (error.message || "sign in"); })
+    .finally(() => { $("export").disabled = false; });
+});
+window.addEventListener("popstate", () => render());
 render();
 // Counts and the page shown refresh by themselves, at the same place (the URL's cursor).
-setInterval(() => { if (!document.hidden) render(); }, REFRESH_MS);
+setInterval(() => { if (!document.hidden) render(true); }, REFRESH_MS);
