@@ -292,7 +292,10 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
     @worker.orders_table.on_recover
     async def recovered() -> None:
         assigned = sorted(assigned_now())
+        assignments[0] += 1
         url = taken_url()  # read with the assignment, before any await
+        if url is not None:
+            check_url(url, assignments[0])
         for number in set(owned) - set(assigned):  # left while an earlier recovery was still adding it
             owned.pop(number)
         for number in assigned:
@@ -307,14 +310,29 @@ def register_orders(worker: Worker, protocol: BatchProtocol, committed: Committe
                     owned[number] = part
             except Exception as exc:  # Faust would resume the streams anyway, with this partition unserved
                 await protocol.fail(f"order-events/{number} (indexing its stored orders)", exc)
-        if url is not None:
-            await protocol.fail("the order API", ValueError(
-                f"another worker of the group advertises this worker's URL {url}: give each worker a "
-                "web_advertise (or web_bind) the others reach it at"))
-            return
         recovered_once.set()
         log.info("orders recovered: about %d deadlines pending on this worker (partitions %s)", pending_deadlines(),
                  assigned)
+
+    assignments = [0]  # assignments recovered so far
+    url_checks: set[asyncio.Task] = set()
+
+    def check_url(url: str, seen: int) -> None:
+        """Stop the worker if its URL stays taken. The other member may be this worker's own former
+        membership: a worker that rejoins under a new member id stays in the group under the old one
+        until its session times out, and the assignment then lists its URL twice. That clears with
+        the next assignment; a second worker with this URL does not."""
+        async def refuse() -> None:
+            await asyncio.sleep(3 * app.conf.broker_session_timeout)
+            while app.rebalancing:
+                await asyncio.sleep(0.5)
+            if assignments[0] == seen and taken_url() == url:
+                await protocol.fail("the order API", ValueError(
+                    f"another worker of the group advertises this worker's URL {url}: give each worker a "
+                    "web_advertise (or web_bind) the others reach it at"))
+        task = asyncio.get_running_loop().create_task(refuse())
+        url_checks.add(task)
+        task.add_done_callback(url_checks.discard)
 
     def taken_url() -> str | None:
         """This worker's URL if another member advertises it too. The group's table map (Faust's
