@@ -7,6 +7,7 @@ has an environment variable ``ORDERFLOW_<NAME>`` that wins over the file.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -72,6 +73,17 @@ class Config:
 
 
 _TYPES = {"int": int, "float": float, "str": str, "Path": Path}
+
+
+def web_url(config: Config, host: str) -> str:
+    """A worker's web server at `host`: https once it has a certificate, on web_port."""
+    return f"{'https' if config.web_cert else 'http'}://{f'[{host}]' if ':' in host else host}:{config.web_port}"
+
+
+def peer_tls(config: Config) -> ssl.SSLContext:
+    """What a worker's web server (a peer, or the API the CLI asks) is checked against: peer_ca, or
+    the system's CAs."""
+    return ssl.create_default_context(cafile=config.peer_ca or None)
 
 
 def _coerce(name: str, kind: str, raw: object) -> object:

@@ -79,7 +79,7 @@ class PartitionBatch:
         if changelog_offset is not None:
             # Faust's own format (see Store.set_persisted_offset): recovery resumes after it.
             batch.put(self.table.data.offset_key, str(changelog_offset).encode())
-            if self._derived is not None:
-                self._derived(self.db).write(self.changed, batch, changelog_offset)
+        if self._derived is not None:
+            self._derived(self.db).write(self.changed, batch, changelog_offset)
         self.db.write(batch)
         self.changed, self.closing = {}, {}

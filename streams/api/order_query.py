@@ -34,7 +34,7 @@ from orderflow.streams.lifecycle.shipping import ship_by_time
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 DEFAULT_SORT = "-created_at"
-# `order_id` is the table's own key order: the API can seek to a page instead of scanning (exports use it).
+# Each sort is listed per status (tables/listing.py): a page seeks to its place instead of scanning.
 SORTS = ("created_at", "-created_at", "paid_at", "-paid_at", "total_amount", "-total_amount", "ship_by", "-ship_by",
          "order_id")
 FILTER_PARAMS = ("tab", "status", "created_from", "created_to", "paid_from", "paid_to", "region", "shop_id",
@@ -275,11 +275,6 @@ class Query:
         """One page from the sorted pages several workers answered for the same query."""
         merged = list(itertools.islice(heapq.merge(*pages, key=self.key), self.limit + 1))
         return self.page(merged, more)
-
-    @property
-    def resume_after_id(self) -> str | None:
-        """For the order-id sort: the id the next page starts after."""
-        return self.after[2] if self.after is not None else None
 
     def _fingerprint(self) -> str:
         # A cursor only makes sense for the filters and sort it was made for; the page size may change.

@@ -81,10 +81,11 @@ class StoredOrders:
         wanted = _statuses(filters)
         for number in numbers:
             listing = self.orders.listing(partition_db(self.table, number))
-            if listing.current() and filters.by_status_only:
+            current = listing.current()
+            if current and filters.by_status_only:
                 statuses.update({status: listing.count(status) for status in wanted})
                 continue
-            if listing.current():
+            if current:
                 orders = itertools.chain.from_iterable(
                     self._read(listing, status, listing.walk(status, "order_id"), lambda *_: True) for status in wanted)
             else:

@@ -30,7 +30,6 @@ import importlib.resources
 import io
 import ipaddress
 import logging
-import ssl
 from typing import Awaitable, Callable, Mapping
 
 import aiohttp
@@ -42,7 +41,7 @@ from orderflow.tables.orders import TABLE_NAME
 
 from orderflow.streams.api.export import CsvWriter, time_zones, write_orders
 from orderflow.streams.api.stored_orders import PartitionsMoved, Pause, StoredOrders
-from orderflow.streams.config import Config
+from orderflow.streams.config import Config, peer_tls
 from orderflow.streams.api.order_query import (FILTER_PARAMS, MAX_LIMIT, PAGE_PARAMS, Filters, Query, QueryError,
                                                check_known, counts, detail, flag, summary)
 
@@ -148,8 +147,7 @@ class OrderApi:
         self.covers = worker.book.policy.covers()
         token = worker.config.api_token
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
-        # Peers' certificates are checked against peer_ca (the system's CAs without it).
-        self._tls = ssl.create_default_context(cafile=worker.config.peer_ca or None)
+        self._tls = peer_tls(worker.config)
         self._https_only = bool(worker.config.web_cert or worker.config.peer_ca)
         self.stored = StoredOrders(worker.orders, self._active)
         if worker.config.api_concurrency < 1:
@@ -238,7 +236,7 @@ class OrderApi:
         orders, cursor = await self._page(request, query, params, flag(params, "local"),
                                           lambda order: self._zoned(shown(order)))
         # The worker's clock: what "ships in 5 h" counts from (a demo's clock runs fast).
-        return _json({"orders": orders, "next_cursor": cursor, "covers": self.covers, "now": self.worker.clock.now()})
+        return _json({"orders": orders, "next_cursor": cursor, "covers": self.covers, "now": query.filters.now})
 
     def _judge_now(self, params: dict[str, str]) -> None:
         """The urgency views' time (`now`, the worker's clock unless given), passed on to the other

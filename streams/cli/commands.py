@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from orderflow.streams.config import Config, load_config
+from orderflow.streams.config import Config, load_config, peer_tls, web_url
 from orderflow.streams.kafka import topics
 
 log = logging.getLogger("orderflow")
@@ -517,14 +517,12 @@ async def _play(config: Config, events, clock, rate: float = 0.0, quiet: bool = 
 
 def _api_url(config: Config) -> str:
     """This host's worker, from the configured bind address and port."""
-    host = "127.0.0.1" if config.web_bind in ("", "0.0.0.0", "::") else config.web_bind
-    return f"{'https' if config.web_cert else 'http'}://{f'[{host}]' if ':' in host else host}:{config.web_port}"
+    return web_url(config, "127.0.0.1" if config.web_bind in ("", "0.0.0.0", "::") else config.web_bind)
 
 
 def _api_get(api: str, path: str, query: dict, config: Config) -> dict:
     """GET a JSON answer of the order API (with the token, and over HTTPS checked against peer_ca); its
     errors become one-line messages."""
-    import ssl
     import urllib.error
     import urllib.parse
     import urllib.request
@@ -533,7 +531,7 @@ def _api_get(api: str, path: str, query: dict, config: Config) -> dict:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(f"{api.rstrip('/')}{path}?{urllib.parse.urlencode(query)}", headers=headers)
     try:
-        tls = ssl.create_default_context(cafile=config.peer_ca or None) if api.startswith("https:") else None
+        tls = peer_tls(config) if api.startswith("https:") else None
 
         class NoRedirects(urllib.request.HTTPRedirectHandler):  # the API never redirects: the token stays
             def redirect_request(self, *_args, **_kwargs):

@@ -24,10 +24,6 @@ def _track(change: Change, event: dict, status: str) -> None:
     }, key=lambda entry: entry["at"])
 
 
-def _awaiting_redelivery_request(change: Change) -> bool:
-    return awaiting_redelivery_request(change.order)
-
-
 def awaiting_redelivery_request(order: dict) -> bool:
     """A delivery failed and nobody has asked for it again yet."""
     failed = (order.get("conditions") or {}).get(st.DELIVERY_FAILED)
@@ -67,7 +63,7 @@ def logistics_update(change: Change, event: dict) -> None:
     change.order["last_logistics_at"] = latest
     if change.status == st.AWAITING_COLLECTION:
         change.move(st.IN_TRANSIT, "COLLECTED")
-    if _awaiting_redelivery_request(change):
+    if awaiting_redelivery_request(change.order):
         return  # the parcel is on its way back; the redelivery window keeps running
     # Any carrier progress after a redelivery request means the redelivery is moving.
     change.close_condition(st.DELIVERY_FAILED)
@@ -77,7 +73,8 @@ def logistics_update(change: Change, event: dict) -> None:
 
 def delivery_failed(change: Change, event: dict) -> None:
     change.require_status("DELIVERY_FAILED", *_ON_THE_WAY)
-    change.require(not _awaiting_redelivery_request(change), "the last failed delivery still awaits a redelivery request")
+    change.require(not awaiting_redelivery_request(change.order),
+                   "the last failed delivery still awaits a redelivery request")
     _track(change, event, "DELIVERY_FAILED")
     change.open_condition(st.DELIVERY_FAILED, at=change.at, reason=event["reason"])
     change.cancel_deadlines(SHIPMENT_STALLED, REDELIVERY_DISPATCH)
@@ -86,7 +83,7 @@ def delivery_failed(change: Change, event: dict) -> None:
 
 
 def redelivery_requested(change: Change, event: dict) -> None:
-    change.require(_awaiting_redelivery_request(change), "no failed delivery awaits a redelivery request")
+    change.require(awaiting_redelivery_request(change.order), "no failed delivery awaits a redelivery request")
     failed = change.order["conditions"][st.DELIVERY_FAILED]
     change.open_condition(st.DELIVERY_FAILED, **failed, redelivery_requested_at=change.at)
     change.order["shipping_address"] = event["new_address"]
@@ -118,7 +115,7 @@ def shipment_stalled(change: Change, deadline: str) -> None:
 
 
 def redelivery_window_expired(change: Change, deadline: str) -> None:
-    if _awaiting_redelivery_request(change):
+    if awaiting_redelivery_request(change.order):
         change.notify("alert", "REDELIVERY_WINDOW_EXPIRED")
         change.move(st.CANCELLED, "LOGISTICS_FAILURE", initiator="SYSTEM")
 

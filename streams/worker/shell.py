@@ -17,7 +17,7 @@ from orderflow.tables.json_table import JsonTable
 from orderflow.streams.kafka.admin import client_settings
 from .clock import AcceleratedClock, SystemClock
 from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.config import Config
+from orderflow.streams.config import Config, web_url
 from .metrics import Metrics
 from .protocol import Record
 
@@ -43,9 +43,8 @@ def _credentials(config: Config):
 
 def advertised_url(config: Config) -> str:
     """The URL the other workers reach this one's web server at."""
-    host = config.web_advertise or (config.web_bind if config.web_bind not in ("0.0.0.0", "::")
-                                    else socket.gethostname())
-    return f"{'https' if config.web_cert else 'http'}://{f'[{host}]' if ':' in host else host}:{config.web_port}"
+    return web_url(config, config.web_advertise or (config.web_bind if config.web_bind not in ("0.0.0.0", "::")
+                                                    else socket.gethostname()))
 
 
 def server_tls(config: Config) -> ssl.SSLContext | None:

@@ -15,7 +15,6 @@ import urllib.request
 from collections import Counter
 
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from orderflow.streams.api.order_query import Query
 from orderflow.streams.book.order_book import OrderBook
@@ -23,7 +22,7 @@ from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.lifecycle import Policy
 from orderflow.tables.json_table import encode
-from support.live import WorkerProcess, run, wait_for
+from support.live import WorkerProcess, metric_samples, run, wait_for
 from support.orders import MIN, created, paid
 from support.reliability import frozen_clock
 
@@ -61,8 +60,7 @@ def get(worker: WorkerProcess, path: str):
 
 
 def metrics(worker: WorkerProcess) -> dict[tuple, float]:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(get(worker, "/metrics")) for sample in family.samples}
+    return metric_samples(get(worker, "/metrics"))
 
 
 def reads(worker: WorkerProcess, state: str) -> float:

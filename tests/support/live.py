@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.codec import codec_for_topic
@@ -83,6 +84,13 @@ async def read_outputs(bootstrap: str, enough, timeout: float = 60.0, specs=OUTP
         return seen
     finally:
         await consumer.stop()
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a Prometheus text, parsed by the client library's own parser: (name, sorted
+    labels) -> value."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def common_free_port(addresses) -> int:

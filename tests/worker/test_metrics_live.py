@@ -10,7 +10,6 @@ import urllib.request
 
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.parser import text_string_to_metric_families
 
 from orderflow.streams.config import Config
 from orderflow.streams.kafka import topics
@@ -18,17 +17,11 @@ from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.worker.app import create_app
 from orderflow.streams.worker.clock import SystemClock, wall_ms
-from support.live import WorkerProcess, run, wait_for
+from support.live import WorkerProcess, metric_samples, run, wait_for
 from support.orders import MIN, created, paid
 from support.reliability import expected_from_replay, frozen_clock, publish_events
 
 PARTITIONS = 4
-
-
-def parse(text: str) -> dict[tuple[str, tuple], float]:
-    """Every sample: (name, sorted labels) -> value."""
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def get(worker: WorkerProcess, path: str) -> tuple[int, str]:
@@ -57,7 +50,7 @@ def test_a_worker_not_started_serves_health_but_is_not_ready():
                                                   "recovering": [], "lag": {}, "max_lag": 1000}
     status, content_type, text = answers["/metrics"]
     assert status == 200 and content_type == CONTENT_TYPE_LATEST
-    samples = parse(text)
+    samples = metric_samples(text)
     assert samples[("orderflow_events_total", (("outcome", "in"),))] == 0
     assert samples[("orderflow_partitions", (("state", "assigned"),))] == 0
 
@@ -79,12 +72,12 @@ def test_a_live_worker_is_ready_once_recovered_and_its_metrics_count_what_the_re
         assert get(worker, "/health") == (200, json.dumps({"status": "serving"}))
         ready = wait_for(lambda: (answer := get(worker, "/ready"))[0] == 200 and json.loads(answer[1]), 60, "/ready")
         assert ready["assigned"] == list(range(PARTITIONS)) and ready["recovering"] == []
-        before = parse(get(worker, "/metrics")[1])
+        before = metric_samples(get(worker, "/metrics")[1])
         assert before[("orderflow_events_total", (("outcome", "in"),))] == 0
 
         run(publish_events(own_broker.bootstrap, events))
         delivered = ("orderflow_records_delivered_total", (("topic", topics.REMINDERS.name),))
-        after = wait_for(lambda: (samples := parse(get(worker, "/metrics")[1])).get(delivered) == 6 and samples,
+        after = wait_for(lambda: (samples := metric_samples(get(worker, "/metrics")[1])).get(delivered) == 6 and samples,
                          60, "the reminders")
         # The order book's counts, as the replay's; what was delivered, as the replay publishes it.
         for outcome in ("in", "applied", "dead_lettered", "duplicates", "buffered"):

@@ -52,11 +52,14 @@ function filterParams(params) {
 
 class Unauthorised extends Error {}
 
-async function api(path, params) {
-  const headers = {};
+function authorised() {
+  // The token the seller signed in with, for this browser session only.
   const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = "Bearer " + token;
-  const response = await fetch(path + (params && params.toString() ? "?" + params.toString() : ""), {headers});
+  return {headers: token ? {Authorization: "Bearer " + token} : {}};
+}
+
+async function api(path, params) {
+  const response = await fetch(path + (params && params.toString() ? "?" + params.toString() : ""), authorised());
   if (response.status === 401) throw new Unauthorised();
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || response.statusText);
@@ -264,11 +267,8 @@ async function exportCsv() {
   const params = filterParams(view());
   const progress = $("export-progress");
   delete progress.dataset.done;
-  const headers = {};
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = "Bearer " + token;
   const expected = (await api("/orders/counts", params)).total;
-  const response = await fetch("/orders/export?" + params.toString(), {headers});
+  const response = await fetch("/orders/export?" + params.toString(), authorised());
   if (!response.ok) {
     progress.textContent = "export failed: " + response.status;
     return;
