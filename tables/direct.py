@@ -30,7 +30,7 @@ def _same(value: Any) -> Any:
 
 class Derived(Protocol):
     """What a table derives from its batch in the same RocksDB write (tables/listing.py)."""
-    def write(self, changed: dict[bytes, Any], batch: WriteBatch, changelog_offset: int) -> None: ...
+    def write(self, changed: dict[bytes, Any], batch: WriteBatch, changelog_offset: int | None) -> None: ...
 
 
 class PartitionBatch:
