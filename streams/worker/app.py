@@ -20,6 +20,7 @@ from orderflow.streams.kafka.admin import client_settings
 from orderflow.streams.kafka.tansu import shorten_fetch_wait, use_fetched_end_offsets
 from orderflow.streams.lifecycle import Policy
 from .analytics import register_analytics
+from .commits import commit_acked_as_a_set
 from .inventory import register_inventory
 from .metrics import register_health
 from .orders import register_orders
@@ -35,6 +36,7 @@ log = logging.getLogger("orderflow")
 def create_app(config: Config, policy: Policy, clock, echo: bool = False) -> Worker:
     app = faust.App(APP_ID, **faust_settings(config))
     rewind_uncommitted(app)
+    commit_acked_as_a_set(app)
     if config.tansu:
         use_fetched_end_offsets(app, client_settings(config))
         shorten_fetch_wait(app)
