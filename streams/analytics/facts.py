@@ -84,7 +84,8 @@ def _fact_of(output: dict, order: dict) -> dict | None:
             items = [{name: item[name] for name in _LINE_FIELDS} for item in order["line_items"]]
             return fact("ORDER_PAID", currency=order["currency"], amount=order["paid_amount"], line_items=items)
         if output["to_status"] == st.CANCELLED:
-            return fact("ORDER_CANCELLED", reason=reason, initiator=output.get("initiator"))
+            return fact("ORDER_CANCELLED", reason=reason, initiator=output.get("initiator"),
+                        cancel_reason=output.get("cancel_reason"))
         if reason == "SHIPPED" and not order.get("late_dispatched"):
             return fact("SHIPPED_IN_TIME")  # a late hand-over was counted when its ship-by time passed
         if reason == "DELIVERED":
@@ -379,6 +380,8 @@ def _cancelled(head: dict, fact: dict) -> None:
     _inc(head, "cancelled_by_reason", fact["reason"])
     if fact["initiator"]:
         _inc(head, "cancelled_by_initiator", fact["initiator"])
+    if fact.get("cancel_reason"):  # facts written before v2 have none
+        _inc(head, "cancelled_by_cancel_reason", fact["cancel_reason"])
 
 
 def _reviewed(head: dict, fact: dict) -> None:
@@ -420,6 +423,7 @@ _METRICS: dict[str, Callable[[dict], list[tuple[str | None, str]]]] = {
     "cancellations": lambda head: _count(sum(head.get("cancelled_by_reason", {}).values())),
     "cancellations_by_reason": lambda head: _counts(head.get("cancelled_by_reason", {})),
     "cancellations_by_initiator": lambda head: _counts(head.get("cancelled_by_initiator", {})),
+    "cancellations_by_cancel_reason": lambda head: _counts(head.get("cancelled_by_cancel_reason", {})),
     "late_dispatch_rate": lambda head: _ratio(head.get("ship_by_overdue", 0), _dispatches(head)),
     "delivery_failure_rate": lambda head: _ratio(head.get("delivery_failed", 0), _deliveries(head)),
     "average_rating": _average_rating,
@@ -436,7 +440,8 @@ _COUNTERS: dict[str, tuple[Callable[[dict, dict], None], tuple[str, ...]]] = {
     "ORDER_CREATED": (lambda head, fact: _inc(head, "created"), ("orders_created", "payment_conversion")),
     "ORDER_PAID": (_paid, ("orders_paid", "gmv", "average_order_value", "payment_conversion", "top_sku_units",
                            "top_sku_sales")),
-    "ORDER_CANCELLED": (_cancelled, ("cancellations", "cancellations_by_reason", "cancellations_by_initiator")),
+    "ORDER_CANCELLED": (_cancelled, ("cancellations", "cancellations_by_reason", "cancellations_by_initiator",
+                                     "cancellations_by_cancel_reason")),
     "SHIPPED_IN_TIME": (lambda head, fact: _inc(head, "shipped_in_time"), ("late_dispatch_rate",)),
     "SHIP_BY_OVERDUE": (lambda head, fact: _inc(head, "ship_by_overdue"), ("late_dispatch_rate",)),
     "DELIVERED": (lambda head, fact: _inc(head, "delivered"), ("delivery_failure_rate", "after_sales_rate")),

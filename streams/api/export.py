@@ -6,7 +6,7 @@ at a time, so an export of any size needs the memory of one row (xlsx through
 xlsxwriter's constant_memory mode).
 
 Personal data: the recipient's name, phone, address lines and postcode are
-masked unless asked for. Text cells that a spreadsheet would read as a formula
+masked unless asked for, and left out while an order is unpaid or on hold. Text cells that a spreadsheet would read as a formula
 are neutralised (OWASP, CSV injection). Times are ISO 8601 in the order's
 region time zone, with its UTC offset.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 from zoneinfo import ZoneInfo
 
-from orderflow.streams.lifecycle import Policy
+from orderflow.streams.lifecycle import Policy, lines
 from orderflow.streams.lifecycle import status as st
 
 HEADER = (
@@ -28,6 +28,7 @@ HEADER = (
     "Order Amount", "Currency", "Created Time", "Paid Time", "Shipped Time", "Delivered Time", "Completed Time",
     "Cancelled Time", "Cancel Reason", "Cancel Detail", "Cancelled By", "Carrier", "Tracking Number", "Buyer ID",
     "Recipient", "Phone", "Address", "City", "Postcode", "Country", "Region", "Shop ID",
+    "Line ID", "Line Status",  # added last, so columns read by position stay where they were
 )
 _TIMES = ("created_at", "paid_at", "shipped_at", "delivered_at", "completed_at", "cancelled_at")
 # What a spreadsheet may take for the start of a formula; OWASP adds tab and carriage return to = + - @.
@@ -53,6 +54,18 @@ def masked_address(address: dict) -> dict:
             "phone": mask_phone(address.get("phone"))}
 
 
+def shown_address(order: dict, include_personal_data: bool = False) -> dict | None:
+    """The shipping address as views and exports show it: masked unless personal data is asked for,
+    and without recipient, phone and lines while the order is unpaid or on hold, whatever is asked
+    (the seller must not act on it yet: TikTok Shop hides it until the remorse period is over)."""
+    address = order.get("shipping_address")
+    if not address:
+        return address
+    if order.get("status") in st.ADDRESS_HIDDEN:
+        return {**address, "recipient_name": None, "phone": None, "line1": None, "line2": None, "postcode": None}
+    return address if include_personal_data else masked_address(address)
+
+
 def neutralise(value):
     """A text cell starting like a formula gets a leading quote; other values are left alone."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -75,9 +88,7 @@ def local_time(ms: int | None, zone: ZoneInfo) -> str | None:
 
 def rows(order: dict, zone_of: ZoneOf, include_personal_data: bool = False) -> Iterator[list]:
     """The export rows of one order, one per line item."""
-    address = order.get("shipping_address") or {}
-    if not include_personal_data:
-        address = masked_address(address)
+    address = shown_address(order, include_personal_data) or {}
     zone = zone_of(order.get("region"))
     street = ", ".join(part for part in (address.get("line1"), address.get("line2")) if part) or None
     before = [order["order_id"], order["status"], st.TAB_OF[order["status"]]]
@@ -89,12 +100,14 @@ def rows(order: dict, zone_of: ZoneOf, include_personal_data: bool = False) -> I
         address.get("recipient_name"), address.get("phone"), street, address.get("city"), address.get("postcode"),
         address.get("country"), order.get("region"), order.get("shop_id"),
     ]
-    for item in order.get("line_items") or [{}]:
+    for place, item in enumerate(order.get("line_items") or [{}], 1):
         quantity, price = item.get("quantity"), item.get("unit_price")
         price = Decimal(price) if price is not None else None
         line = [item.get("sku_id"), item.get("product_name"), quantity, price,
                 price * quantity if price is not None and quantity is not None else None]
-        yield [neutralise(value) for value in before + line + after]
+        line_id = lines.line_id(item, place)
+        own = [line_id, lines.status_of(order, line_id)]
+        yield [neutralise(value) for value in before + line + after + own]
 
 
 class CsvWriter:

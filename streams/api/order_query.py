@@ -24,8 +24,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Iterable, Mapping
 
 from orderflow.streams.api import urgency
-from orderflow.streams.api.export import mask_name, masked_address
+from orderflow.streams.api.export import shown_address
 from orderflow.streams.book.replay import parse_time
+from orderflow.streams.lifecycle import lines as order_lines
 from orderflow.streams.lifecycle import status as st
 from orderflow.streams.lifecycle.contract import MAX_AMOUNT
 from orderflow.streams.lifecycle.payment import is_reminder
@@ -313,7 +314,7 @@ _SUMMARY_FIELDS = ("order_id", "status", "region", "shop_id", "buyer_id", "curre
                    "cancel_reason", "carrier", "tracking_number")
 _DETAIL_FIELDS = _SUMMARY_FIELDS + ("channel", "line_items", "paid_amount", "payment_method", "refund_due",
                                     "collected_at", "cancel_initiator", "cancel_detail", "history", "tracking",
-                                    "reviews", "after_sales")
+                                    "reviews", "after_sales", "cancelled_lines")
 
 
 def next_deadline(order: dict) -> dict | None:
@@ -336,17 +337,16 @@ def summary(order: dict) -> dict:
             "late_dispatched": bool(order.get("late_dispatched")),
             "items": sum(item.get("quantity", 0) for item in items),
             "sku_ids": sorted({item.get("sku_id") for item in items}),
-            "lines": [{"sku_id": item.get("sku_id"), "product_name": item.get("product_name"),
-                       "quantity": item.get("quantity")} for item in items],
-            "buyer": mask_name((order.get("shipping_address") or {}).get("recipient_name")),
+            "lines": [{"line_id": line, "sku_id": item.get("sku_id"), "product_name": item.get("product_name"),
+                       "quantity": item.get("quantity"), "status": order_lines.status_of(order, line)}
+                      for line, item in zip(order_lines.line_ids(order), items)],
+            "buyer": (shown_address(order) or {}).get("recipient_name"),
             "next_deadline": next_deadline(order)}
 
 
 def detail(order: dict, include_personal_data: bool = False) -> dict:
     """Everything about one order but the engine's bookkeeping; the address masked unless asked for."""
-    address = order.get("shipping_address")
-    if address and not include_personal_data:
-        address = masked_address(address)
+    address = shown_address(order, include_personal_data)
     return {**{name: order.get(name) for name in _DETAIL_FIELDS},
             "tab": st.TAB_OF[order["status"]], "conditions": dict(order.get("conditions") or {}),
             "late_dispatched": bool(order.get("late_dispatched")), "shipping_address": address,

@@ -22,6 +22,10 @@ class Index(Protocol):
     def pop_due(self, now: int) -> list[tuple[int, str]]: ...
 
 
+def _at(output: dict) -> int:
+    return output["at"]
+
+
 class OrderBook:
     def __init__(self, orders: MutableMapping[str, dict], policy: Policy, index: Index | None = None):
         self.orders = orders
@@ -68,11 +72,17 @@ class OrderBook:
 
     def fire_due(self, now: int) -> list[dict]:
         """Fire every indexed deadline due by `now`, across orders, in due order. Each look takes all
-        that is due in one pass; a deadline that firing sets already due comes in the next one."""
+        that is due in one pass; a deadline that firing sets already due (a hold's end sets the
+        ship-by) comes in the next one, and its outputs are put in their place by time (a stable
+        sort: each order's own outputs are in time order already)."""
         outputs: list[dict] = []
+        passes = 0
         while due := self.index.pop_due(now):
+            passes += 1
             for due_at, order_id in due:
                 outputs += self.fire(order_id, due_at)
+        if passes > 1:
+            outputs.sort(key=_at)
         return outputs
 
     def count_failed(self) -> None:

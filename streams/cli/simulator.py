@@ -42,6 +42,9 @@ SCARCE = ("sku-lamp", "sku-mat")  # stocked for half of what sells: stock-outs
 PRICE_RISE = ("sku-earbuds", Decimal("1.1"))  # half way through, this SKU's catalogue price goes up
 CARRIERS = ["Royal Mail", "J&T Express", "Ninja Van", "SPX Express", "Flash Express"]
 CHANNELS = ["VIDEO", "LIVE", "CAMPAIGN", "STORE"]
+# Cancel reasons, from the packaged region policy's catalogue (most seller cancels are for stock).
+SELLER_REASONS = ["OUT_OF_STOCK"] * 6 + ["PRICE_ERROR", "ADDRESS_UNDELIVERABLE", "BUYER_REQUEST"]
+OPERATOR_REASONS = ["FRAUD", "FRAUD", "POLICY_VIOLATION", "PAYMENT_RISK"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class Mix:
     paid_late: float = 0.10          # within 48 h, after the reminders
     paid_after_cancel: float = 0.03  # after the 48 h auto-cancel
     seller_out_of_stock: float = 0.03
+    remorse_cancel: float = 0.02     # the buyer cancels within the hour after paying (at once where held)
+    operator_cancel: float = 0.005   # fraud and policy cancels by the platform's operators
+    line_cancel: float = 0.04        # of orders with several lines: the seller cancels one, ships the rest
     buyer_cancel_request: float = 0.06
     request_accepted: float = 0.5
     request_rejected: float = 0.3    # the rest are never answered
@@ -191,8 +197,20 @@ class Simulator:
         roll = rng.random()
         if roll < mix.seller_out_of_stock:
             return ev + [self._event("SELLER_CANCELLED", order_id, t + rng.randrange(HOUR, 30 * HOUR),
-                                     reason="OUT_OF_STOCK")]
-        if roll < mix.seller_out_of_stock + mix.buyer_cancel_request:
+                                     reason=rng.choice(SELLER_REASONS))]
+        roll -= mix.seller_out_of_stock
+        if roll < mix.remorse_cancel:
+            return ev + [self._event("BUYER_CANCEL_REQUESTED", order_id, t + rng.randrange(MIN, 55 * MIN),
+                                     reason="CHANGED_MIND")]
+        roll -= mix.remorse_cancel
+        if roll < mix.operator_cancel:
+            return ev + [self._event("OPERATOR_CANCELLED", order_id, t + rng.randrange(HOUR, 20 * HOUR),
+                                     reason=rng.choice(OPERATOR_REASONS))]
+        roll -= mix.operator_cancel
+        if len(items) > 1 and rng.random() < mix.line_cancel:
+            ev.append(self._event("SELLER_CANCELLED", order_id, t + rng.randrange(61 * MIN, 4 * HOUR),
+                                  reason="OUT_OF_STOCK", line_ids=[str(rng.randrange(1, len(items) + 1))]))
+        if roll < mix.buyer_cancel_request:
             t += rng.randrange(10 * MIN, 12 * HOUR)
             ev.append(self._event("BUYER_CANCEL_REQUESTED", order_id, t, reason="CHANGED_MIND"))
             answer = rng.random()

@@ -89,6 +89,7 @@ _COLUMNS = ("REGION", "SHOP", "WINDOW", "CREATED", "PAID", "CONVERSION", "GMV", 
 _DETAILS = (
     ("cancellations by reason", "cancellations_by_reason"),
     ("cancellations by initiator", "cancellations_by_initiator"),
+    ("cancellations by cancel reason", "cancellations_by_cancel_reason"),
     ("after-sales cases by kind", "after_sales_opened"),
     ("after-sales rate by kind", "after_sales_rate"),
     ("top SKUs by units", "top_sku_units"),

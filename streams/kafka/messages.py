@@ -13,16 +13,21 @@ INVENTORY = codec_for_topic(topics.INVENTORY_EVENTS)
 REQUESTS = codec_for_topic(topics.STOCK_REQUESTS)
 REPLIES = codec_for_topic(topics.STOCK_REPLIES)
 
-_STATUS_FIELDS = ("output_id", "order_id", "at", "from_status", "to_status", "reason", "initiator", "region",
-                  "shop_id", "event_id")
+_STATUS_FIELDS = ("output_id", "order_id", "at", "from_status", "to_status", "reason", "initiator", "cancel_reason",
+                  "region", "shop_id", "event_id")
 _NOTICE_FIELDS = ("output_id", "order_id", "at", "kind", "region", "shop_id", "detail")
 _REQUEST_FIELDS = ("output_id", "action", "order_id", "line", "sku_id", "quantity", "unit_price", "currency",
                    "ordered_at", "at")
 
 
 def event_from_record(record: dict) -> dict:
-    """An OrderEvent record as the flat JSON-form event (absent fields left out)."""
-    return {key: value for key, value in record.items() if value is not None}
+    """An OrderEvent record as the flat JSON-form event (absent fields left out, a line's
+    `line_id` too: a line without one is numbered by its place)."""
+    event = {key: value for key, value in record.items() if value is not None}
+    if "line_items" in event:
+        event["line_items"] = [{key: value for key, value in item.items() if key != "line_id" or value is not None}
+                               for item in event["line_items"]]
+    return event
 
 
 def output_record(output: dict, source_topic: str = "", partition: int | None = None,

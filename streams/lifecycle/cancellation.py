@@ -1,14 +1,23 @@
-"""Cancellations: the buyer's request and the seller's answer, the seller's own cancel."""
+"""Cancellations: the buyer's request and the seller's answer, a buyer's cancel during the remorse
+hold, the seller's own cancel (of the whole order or of some lines), an operator's cancel."""
 from __future__ import annotations
 
+from . import lines
 from . import status as st
 from .order import Change
 
 CANCEL_REQUEST_TIMEOUT = "CANCEL_REQUEST_TIMEOUT"
+# What an operator (fraud, policy) may still cancel: anything not yet received or finished.
+_OPERATOR_CANCELLABLE = (st.UNPAID, st.ON_HOLD, st.AWAITING_SHIPMENT, st.AWAITING_COLLECTION, st.IN_TRANSIT)
+_LINES_CANCELLABLE = (st.ON_HOLD, st.AWAITING_SHIPMENT)
 
 
 def buyer_cancel_requested(change: Change, event: dict) -> None:
-    change.require_status("BUYER_CANCEL_REQUESTED", st.AWAITING_SHIPMENT)
+    change.require_status("BUYER_CANCEL_REQUESTED", st.ON_HOLD, st.AWAITING_SHIPMENT)
+    if change.status == st.ON_HOLD:  # the remorse period: no seller answer needed
+        change.order["cancel_detail"] = event["reason"]
+        change.move(st.CANCELLED, "BUYER_CANCELLED", initiator="BUYER")
+        return
     change.require(st.CANCEL_REQUESTED not in change.order["conditions"], "a cancellation request is already pending")
     change.open_condition(st.CANCEL_REQUESTED, at=change.at, reason=event["reason"])
     change.schedule(CANCEL_REQUEST_TIMEOUT, change.at + change.rules.cancel_request_timeout)
@@ -25,9 +34,52 @@ def seller_cancel_response(change: Change, event: dict) -> None:
 
 
 def seller_cancelled(change: Change, event: dict) -> None:
-    change.require_status("SELLER_CANCELLED", st.UNPAID, st.AWAITING_SHIPMENT)
-    change.move(st.CANCELLED, "SELLER_CANCELLED", initiator="SELLER")
-    change.order["cancel_detail"] = event["reason"]
+    """The whole order, or (`line_ids`, while it waits to ship) some of its lines."""
+    wanted = event.get("line_ids")
+    if wanted:
+        change.require_status("SELLER_CANCELLED with line_ids", *_LINES_CANCELLABLE)
+    else:
+        change.require_status("SELLER_CANCELLED", st.UNPAID, *_LINES_CANCELLABLE)
+    _require_catalogued(change, "SELLER", event["reason"])
+    if wanted:
+        known, gone = lines.line_ids(change.order), lines.cancelled(change.order)
+        unknown = [line for line in wanted if line not in known]
+        change.require(not unknown, "the order has no line {} (its lines: {})", ", ".join(unknown)[:200],
+                       ", ".join(known)[:200])
+        again = [line for line in wanted if line in gone]
+        change.require(not again, "line {} is cancelled already", ", ".join(again)[:200])
+        if set(lines.open_line_ids(change.order)) - set(wanted):
+            _cancel_lines(change, wanted, event["reason"])
+            return
+    change.move(st.CANCELLED, "SELLER_CANCELLED", initiator="SELLER", cancel_reason=event["reason"])
+
+
+def _require_catalogued(change: Change, initiator: str, reason: str) -> None:
+    why = change.rules.cancel_reason_problem(initiator, reason)
+    change.require(why is None, "{}", why)
+
+
+def _cancel_lines(change: Change, wanted: list[str], reason: str) -> None:
+    """Some lines go; the order keeps its status and ships the rest. Their holds are released
+    (confirmation.stock_requests) and a stock or price problem that only they had is closed."""
+    order = change.order
+    refund = lines.amount(order, wanted)
+    order["cancelled_lines"] = {**lines.cancelled(order),
+                                **{line: {"at": change.at, "reason": reason, "amount": str(lines.amount(order, [line]))}
+                                   for line in wanted}}
+    still_open = {str(n) for n in lines.open_indexes(order)}
+    for problem in (st.OUT_OF_STOCK, st.PRICE_MISMATCH):
+        condition = order["conditions"].get(problem)
+        if condition is not None and not set(condition.get("lines", {})) & still_open:
+            change.close_condition(problem)
+    change.notify("alert", "LINES_CANCELLED", line_ids=",".join(wanted), amount=str(refund),
+                  currency=order.get("currency"), reason=reason)
+
+
+def operator_cancelled(change: Change, event: dict) -> None:
+    change.require_status("OPERATOR_CANCELLED", *_OPERATOR_CANCELLABLE)
+    _require_catalogued(change, "OPERATOR", event["reason"])
+    change.move(st.CANCELLED, "OPERATOR_CANCELLED", initiator="OPERATOR", cancel_reason=event["reason"])
 
 
 def cancel_request_timeout(change: Change, deadline: str) -> None:
@@ -39,5 +91,6 @@ EVENTS = {
     "BUYER_CANCEL_REQUESTED": buyer_cancel_requested,
     "SELLER_CANCEL_RESPONSE": seller_cancel_response,
     "SELLER_CANCELLED": seller_cancelled,
+    "OPERATOR_CANCELLED": operator_cancelled,
 }
 DEADLINES = {CANCEL_REQUEST_TIMEOUT: cancel_request_timeout}

@@ -6,7 +6,9 @@ shipped one consumes them; a forgotten one deletes the lines' holds
 inventory answers only with problems (`OUT_OF_STOCK`, `PRICE_MISMATCH`, see
 streams/stock/room.py); `stock_problem` raises the alert once per line and
 problem and, while the order waits to ship, opens the condition that asks the
-seller to act (contact the buyer, or cancel). Shipping or cancelling closes it.
+seller to act (contact the buyer, or cancel). Shipping or cancelling closes it,
+and so does cancelling the lines it concerns. A line cancelled on its own
+releases its hold; shipping consumes, and cancelling releases, the others.
 
 The answer comes back after the order may have moved on; the alert does not
 depend on that, and the condition ends the same either way (opened then
@@ -14,6 +16,7 @@ closed, or never opened), so a live worker ends where a replay does.
 """
 from __future__ import annotations
 
+from . import lines
 from . import status as st
 from .order import Change, output_id
 
@@ -28,28 +31,36 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     if before is not None and before.get("paid_at") is not None and (after is None or after["status"] is None):
         # Forgotten after its retention (an event for the same id may be held already): the lines' closed
         # holds go too. Not sooner: a request read again after a crash finds its hold closed, unchanged.
-        return _requests(before, [(FORGET, before["deadlines"][FORGET])])  # the deadline of that name fired
+        return _requests(before, [(FORGET, before["deadlines"][FORGET], None)])  # the deadline of that name fired
     if after is None or after.get("status") is None:
         return []
     was = before or {}
     actions = []
     if after.get("paid_at") is not None and was.get("paid_at") is None:
-        actions.append((RESERVE, after["paid_at"]))
+        actions.append((RESERVE, after["paid_at"], None))
+    if after.get("paid_at") is not None and after.get("shipped_at") is None:
+        # Lines the seller cancelled on their own release their holds (each line once).
+        newly = [line for line in lines.cancelled(after) if line not in lines.cancelled(was)]
+        for line in newly:
+            actions.append((RELEASE, lines.cancelled(after)[line]["at"], [lines.line_ids(after).index(line)]))
+    open_lines = lines.open_indexes(after)  # a cancelled line's hold is closed already
     if after.get("shipped_at") is not None and was.get("shipped_at") is None:
-        actions.append((CONSUME, after["shipped_at"]))
+        actions.append((CONSUME, after["shipped_at"], open_lines))
     elif (after["status"] == st.CANCELLED and was.get("status") != st.CANCELLED
           and after.get("paid_at") is not None and after.get("shipped_at") is None):
-        actions.append((RELEASE, after["cancelled_at"]))
+        actions.append((RELEASE, after["cancelled_at"], open_lines))
     return _requests(after, actions)
 
 
-def _requests(order: dict, actions: list[tuple[str, int]]) -> list[dict]:
+def _requests(order: dict, actions: list[tuple[str, int, list[int] | None]]) -> list[dict]:
+    """Each action for the lines at the places given (None: every line)."""
     order_id = order["order_id"]
+    items = order.get("line_items") or ()
     return [{"output": "stock_request", "output_id": output_id(order_id, f"{action}@{n}", 0),
-             "action": action, "order_id": order_id, "line": n, "sku_id": item["sku_id"],
-             "quantity": item["quantity"], "unit_price": item["unit_price"], "currency": order.get("currency"),
+             "action": action, "order_id": order_id, "line": n, "sku_id": items[n]["sku_id"],
+             "quantity": items[n]["quantity"], "unit_price": items[n]["unit_price"], "currency": order.get("currency"),
              "ordered_at": order["created_at"], "at": at}
-            for action, at in actions for n, item in enumerate(order.get("line_items") or ())]
+            for action, at, places in actions for n in (range(len(items)) if places is None else places)]
 
 
 def stock_problem(change: Change, reply: dict, detailed: bool = True) -> None:
@@ -68,7 +79,7 @@ def stock_problem(change: Change, reply: dict, detailed: bool = True) -> None:
         detail = {"sku_id": reply["sku_id"], "line": line, "unit_price": reply["unit_price"],
                   "catalogue_price": reply["catalogue_price"], "currency": reply["currency"]}
     change.notify("alert", problem, **detail)
-    if change.status == st.AWAITING_SHIPMENT:
-        lines = change.order["conditions"].get(problem, {}).get("lines", {})
+    if change.status in (st.ON_HOLD, st.AWAITING_SHIPMENT) and line in lines.open_indexes(change.order):
+        flagged = change.order["conditions"].get(problem, {}).get("lines", {})
         kept = {k: v for k, v in detail.items() if k != "line"} if detailed else {}
-        change.open_condition(problem, lines={**lines, str(line): kept})
+        change.open_condition(problem, lines={**flagged, str(line): kept})

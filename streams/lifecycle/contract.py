@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from . import lines
+
 ENVELOPE = ("event_id", "event_type", "order_id", "event_time")
 # The warehouse's events (inventory-events, keyed by sku_id) carry the SKU instead of an order.
 INVENTORY_ENVELOPE = ("event_id", "event_type", "sku_id", "event_time")
@@ -33,6 +35,7 @@ ESSENTIAL: dict[str, tuple[str, ...]] = {
     "REVIEW_POSTED": ("rating", "comment"),
     "AFTER_SALES_REQUESTED": ("kind", "reason"),
     "AFTER_SALES_RESOLVED": ("outcome",),
+    "OPERATOR_CANCELLED": ("reason",),
 }
 
 CHOICES = {
@@ -153,6 +156,18 @@ def problem(event: dict) -> str | None:
         return _address("new_address", event["new_address"])
     if kind == "REVIEW_POSTED" and event["rating"] not in (1, 2, 3, 4, 5):
         return f"rating must be 1 to 5, not {event['rating']!r}"
+    if kind == "SELLER_CANCELLED" and event.get("line_ids") is not None:
+        return _line_ids_problem(event["line_ids"])
+    return None
+
+
+def _line_ids_problem(ids) -> str | None:
+    if not isinstance(ids, list) or len(ids) > MAX_LINE_ITEMS:
+        return f"line_ids must be a list of at most {MAX_LINE_ITEMS} line ids"
+    if not all(isinstance(line, str) and 0 < len(line) <= MAX_ID for line in ids):
+        return f"line_ids must hold line ids (text of 1 to {MAX_ID} characters)"
+    if len(set(ids)) < len(ids):
+        return "line_ids names a line twice"
     return None
 
 
@@ -169,4 +184,10 @@ def _created_problem(event: dict) -> str | None:
         bad = _amount(item["unit_price"])
         if bad:
             return f"line item {n}: unit_price {bad}"
+        given = item.get("line_id")
+        if given is not None and not (isinstance(given, str) and given):
+            return f"line item {n}: line_id must be text (or absent: lines are then numbered 1, 2, ...)"
+    ids = lines.line_ids(event)
+    if len(set(ids)) < len(ids):
+        return "two line items have the same line_id (a line without one is numbered by its place: 1, 2, ...)"
     return _amount(event["total_amount"]) or _address("shipping_address", event["shipping_address"])

@@ -87,14 +87,18 @@ class Change:
         self.outputs.append({"output": output, "output_id": output_id(oid, self.cause, len(self.outputs)),
                              "order_id": oid, "at": self.at, **fields})
 
-    def move(self, to: str, reason: str, initiator: str | None = None) -> None:
-        """Change status and publish it; a terminal status ends every pending deadline."""
+    def move(self, to: str, reason: str, initiator: str | None = None, cancel_reason: str | None = None) -> None:
+        """Change status and publish it; a terminal status ends every pending deadline. A cancel by
+        the seller or an operator names its `cancel_reason` from the region's catalogue."""
         order = self.order
         from_status = order["status"]
         order["status"] = to
-        order[st.REACHED_AT[to]] = self.at
+        if order.get(st.REACHED_AT[to]) is None:  # an order on hold keeps its payment time
+            order[st.REACHED_AT[to]] = self.at
         self.edit("history").append({"at": self.at, "from_status": from_status, "to_status": to, "reason": reason})
         extra = {"initiator": initiator} if initiator else {}
+        if cancel_reason:
+            extra["cancel_reason"] = order["cancel_detail"] = cancel_reason
         if to == st.CANCELLED:
             order["cancel_reason"], order["cancel_initiator"] = reason, initiator
             order["conditions"] = {}

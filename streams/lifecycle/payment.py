@@ -5,6 +5,8 @@ from . import status as st
 from .order import Change
 
 UNPAID_TIMEOUT = "UNPAID_TIMEOUT"
+REMORSE_PERIOD = "REMORSE_PERIOD"
+SHIP_BY = "SHIP_BY"
 _UNPAID_DEADLINES_PREFIX = "PAYMENT_REMINDER_"
 
 
@@ -44,8 +46,19 @@ def order_paid(change: Change, event: dict) -> None:
     change.require_status("ORDER_PAID", st.UNPAID)
     change.order["paid_amount"], change.order["payment_method"] = event["amount"], event["payment_method"]
     change.cancel_deadlines(UNPAID_TIMEOUT, *filter(is_reminder, change.order["deadlines"]))
-    change.move(st.AWAITING_SHIPMENT, "PAID")
-    change.schedule("SHIP_BY", change.at + change.rules.ship_by)
+    if change.rules.remorse_period:
+        change.move(st.ON_HOLD, "PAID")
+        change.schedule(REMORSE_PERIOD, change.at + change.rules.remorse_period)
+    else:
+        change.move(st.AWAITING_SHIPMENT, "PAID")
+        change.schedule(SHIP_BY, change.at + change.rules.ship_by)
+
+
+def remorse_period_ended(change: Change, deadline: str) -> None:
+    """The hold is over: the order may ship, and its ship-by clock starts now."""
+    if change.status == st.ON_HOLD:
+        change.move(st.AWAITING_SHIPMENT, "REMORSE_PERIOD_ENDED")
+        change.schedule(SHIP_BY, change.at + change.rules.ship_by)
 
 
 def payment_reminder(change: Change, deadline: str) -> None:
@@ -59,4 +72,4 @@ def unpaid_timeout(change: Change, deadline: str) -> None:
 
 
 EVENTS = {"ORDER_CREATED": order_created, "ORDER_PAID": order_paid}
-DEADLINES = {UNPAID_TIMEOUT: unpaid_timeout}
+DEADLINES = {UNPAID_TIMEOUT: unpaid_timeout, REMORSE_PERIOD: remorse_period_ended}

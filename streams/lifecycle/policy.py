@@ -44,6 +44,17 @@ class RegionRules:
     retention: int
     timezone: str = "UTC"
     holidays: str = ""  # country code of the public-holiday calendar
+    remorse_period: int = 0  # a paid order is ON_HOLD this long first (0: no hold)
+    # The reasons a seller or an operator may give for a cancel; None: any reason.
+    cancel_reasons: dict[str, tuple[str, ...]] | None = None
+
+    def cancel_reason_problem(self, initiator: str, reason: str) -> str | None:
+        """Why `reason` is not one the initiator (SELLER or OPERATOR) may give here, or None."""
+        allowed = None if self.cancel_reasons is None else self.cancel_reasons.get(initiator, ())
+        if allowed is None or reason in allowed:
+            return None
+        return (f"cancel reason {reason[:40]!r} is not in the {initiator.lower()} catalogue of region {self.region} "
+                f"(one of {', '.join(allowed) or 'none'})")
 
     @cached_property
     def _zone(self) -> ZoneInfo:
@@ -76,8 +87,23 @@ _DURATION_KEYS = (
 )
 
 
+# Settings added after the first policy files were written: without them, a policy behaves as before.
+_LATER_KEYS = ("remorse_period", "cancel_reasons")
+CANCEL_INITIATORS = ("SELLER", "OPERATOR")  # whose cancels name a reason from the catalogue
+
+
+def _catalogue(region: str, value) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict) or set(value) - set(CANCEL_INITIATORS) or any(
+            not isinstance(reasons, list) or not all(isinstance(r, str) and r for r in reasons)
+            for reasons in value.values()):
+        raise ValueError(f"region policy {region}: cancel_reasons must map {' and/or '.join(CANCEL_INITIATORS)} "
+                         "to lists of reasons")
+    return {initiator: tuple(reasons) for initiator, reasons in value.items()}
+
+
 def _rules(region: str, settings: dict) -> RegionRules:
-    known = set(_DURATION_KEYS) | {"payment_reminders", "redelivery_dispatch_business_days", "timezone", "holidays"}
+    known = (set(_DURATION_KEYS) | set(_LATER_KEYS)
+             | {"payment_reminders", "redelivery_dispatch_business_days", "timezone", "holidays"})
     unknown = set(settings) - known
     if unknown:
         raise ValueError(f"region policy {region}: unknown settings {sorted(unknown)}")
@@ -88,6 +114,8 @@ def _rules(region: str, settings: dict) -> RegionRules:
             redelivery_dispatch_business_days=int(settings["redelivery_dispatch_business_days"]),
             timezone=settings.get("timezone", "UTC"),
             holidays=settings.get("holidays", ""),
+            remorse_period=parse_duration(settings.get("remorse_period", "0m")),
+            cancel_reasons=_catalogue(region, settings["cancel_reasons"]) if "cancel_reasons" in settings else None,
             **{key: parse_duration(settings[key]) for key in _DURATION_KEYS},
         )
     except KeyError as exc:

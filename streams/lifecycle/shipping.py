@@ -6,8 +6,7 @@ import bisect
 
 from . import status as st
 from .order import Change
-
-SHIP_BY = "SHIP_BY"
+from .payment import SHIP_BY
 SHIPMENT_STALLED = "SHIPMENT_STALLED"
 REDELIVERY_WINDOW = "REDELIVERY_WINDOW"
 REDELIVERY_DISPATCH = "REDELIVERY_DISPATCH"

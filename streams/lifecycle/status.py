@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 UNPAID = "UNPAID"
+ON_HOLD = "ON_HOLD"  # paid, in the buyer's remorse period: not to be shipped yet (region policy)
 AWAITING_SHIPMENT = "AWAITING_SHIPMENT"
 AWAITING_COLLECTION = "AWAITING_COLLECTION"  # handed over, not yet scanned in
 IN_TRANSIT = "IN_TRANSIT"
@@ -9,21 +10,24 @@ DELIVERED = "DELIVERED"
 COMPLETED = "COMPLETED"
 CANCELLED = "CANCELLED"
 
-STATUSES = (UNPAID, AWAITING_SHIPMENT, AWAITING_COLLECTION, IN_TRANSIT, DELIVERED, COMPLETED, CANCELLED)
+STATUSES = (UNPAID, ON_HOLD, AWAITING_SHIPMENT, AWAITING_COLLECTION, IN_TRANSIT, DELIVERED, COMPLETED, CANCELLED)
 TERMINAL = frozenset({COMPLETED, CANCELLED})
 
 TABS = {
     "Unpaid": (UNPAID,),
-    "To ship": (AWAITING_SHIPMENT,),
+    # An order on hold is paid and will ship: the seller may pick and pack it, not hand it over yet.
+    "To ship": (ON_HOLD, AWAITING_SHIPMENT),
     "Shipped": (AWAITING_COLLECTION, IN_TRANSIT, DELIVERED),
     "Completed": (COMPLETED,),
     "Cancelled": (CANCELLED,),
 }
 TAB_OF = {status: tab for tab, statuses in TABS.items() for status in statuses}
 
-# The time each status was reached is kept under this name on the order.
+# The time each status was first reached is kept under this name on the order (an order on hold
+# was paid; it keeps its payment time when the hold ends).
 REACHED_AT = {
     UNPAID: "created_at",
+    ON_HOLD: "paid_at",
     AWAITING_SHIPMENT: "paid_at",
     AWAITING_COLLECTION: "shipped_at",
     IN_TRANSIT: "collected_at",
@@ -39,4 +43,6 @@ DELIVERY_FAILED = "DELIVERY_FAILED"
 AFTER_SALES_OPEN = "AFTER_SALES_OPEN"
 OUT_OF_STOCK = "OUT_OF_STOCK"  # the warehouse could not reserve every unit of the order
 PRICE_MISMATCH = "PRICE_MISMATCH"  # a line's price differs from the catalogue price at order time
+# Whose shipping address the seller does not see yet: not paid, or the buyer may still cancel.
+ADDRESS_HIDDEN = frozenset({UNPAID, ON_HOLD})
 CONDITIONS = (LATE_DISPATCH, CANCEL_REQUESTED, DELIVERY_FAILED, AFTER_SALES_OPEN, OUT_OF_STOCK, PRICE_MISMATCH)

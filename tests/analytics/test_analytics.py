@@ -162,6 +162,7 @@ def test_a_gb_day_for_the_whole_region(figures):
         "cancellations_by_reason": [("BUYER_REQUEST_ACCEPTED", "1"), ("SELLER_CANCELLED", "1"),
                                     ("UNPAID_TIMEOUT", "1")],
         "cancellations_by_initiator": [("BUYER", "1"), ("SELLER", "1"), ("SYSTEM", "1")],
+        "cancellations_by_cancel_reason": [("OUT_OF_STOCK", "1")],  # the seller's, from the catalogue
         "late_dispatch_rate": [(None, "0.3333")],  # o5 overdue / (o5 + o1 o2 handed over in time)
         "delivery_failure_rate": [(None, "0.3333")],  # o2 failed / (o2 + o1 o5 delivered)
         "average_rating": [(None, "3.50")],  # (5 + 2) / 2
@@ -197,6 +198,7 @@ def test_a_gb_day_per_shop(figures):
         "cancellations_by_reason": [("BUYER_REQUEST_ACCEPTED", "1"), ("SELLER_CANCELLED", "1"),
                                     ("UNPAID_TIMEOUT", "1")],
         "cancellations_by_initiator": [("BUYER", "1"), ("SELLER", "1"), ("SYSTEM", "1")],
+        "cancellations_by_cancel_reason": [("OUT_OF_STOCK", "1")],  # the seller's, from the catalogue
         "top_sku_units": [("sku-A", "1")],
         "top_sku_sales": [("GBP:sku-A", "9.99")],
     }
@@ -212,6 +214,7 @@ def test_gb_hours_and_minutes(figures):
         "cancellations": [(None, "1")],  # o3 10:40
         "cancellations_by_reason": [("SELLER_CANCELLED", "1")],
         "cancellations_by_initiator": [("SELLER", "1")],
+        "cancellations_by_cancel_reason": [("OUT_OF_STOCK", "1")],  # the seller's, from the catalogue
         "top_sku_units": [("sku-A", "2")],
         "top_sku_sales": [("GBP:sku-A", "19.98")],
     }

@@ -34,7 +34,7 @@ def as_dicts(order_dict, **kw) -> list[dict]:
 
 def test_one_row_per_line_item_with_the_seller_centre_columns():
     first, second = as_dicts(order())
-    assert len(HEADER) == len(set(HEADER)) == 30
+    assert len(HEADER) == len(set(HEADER)) == 32
     assert first == {
         "Order ID": "x1", "Order Status": "CANCELLED", "Seller Tab": "Cancelled", "SKU ID": "sku-1",
         "Product Name": "Phone case", "Quantity": 2, "Unit Price": Decimal("9.99"), "Line Amount": Decimal("19.98"),
@@ -43,8 +43,10 @@ def test_one_row_per_line_item_with_the_seller_centre_columns():
         "Completed Time": None, "Cancelled Time": "2026-11-01T12:02:00+00:00", "Cancel Reason": "SELLER_CANCELLED",
         "Cancel Detail": "OUT_OF_STOCK", "Cancelled By": "SELLER", "Carrier": None, "Tracking Number": None,
         "Buyer ID": "buyer-7", "Recipient": "A***", "Phone": "***23", "Address": "***", "City": "London",
-        "Postcode": "***", "Country": "GB", "Region": "GB", "Shop ID": "shop-1"}
+        "Postcode": "***", "Country": "GB", "Region": "GB", "Shop ID": "shop-1", "Line ID": "1",
+        "Line Status": "CANCELLED"}
     assert (second["SKU ID"], second["Quantity"], second["Line Amount"]) == ("sku-2", 1, Decimal("19.99"))
+    assert (second["Line ID"], second["Line Status"]) == ("2", "CANCELLED")
     assert second["Order Amount"] == Decimal("39.97")  # the order's amount on each of its rows
 
 
@@ -55,6 +57,25 @@ def test_personal_data_only_when_asked_for():
     masked = " ".join(str(value) for value in as_dicts(order())[0].values())
     for secret in ("Ada", "7700", "900123", "High Street", "N1 9GU"):
         assert secret not in masked
+
+
+@pytest.mark.parametrize("status", ["UNPAID", "ON_HOLD"])
+def test_the_address_of_an_unpaid_or_held_order_is_left_out_even_when_personal_data_is_asked_for(status):
+    for asked in (False, True):
+        row = as_dicts(order(status=status), include_personal_data=asked)[0]
+        assert (row["Recipient"], row["Phone"], row["Address"], row["Postcode"]) == (None, None, None, None)
+        assert (row["City"], row["Country"]) == ("London", "GB")  # where, for sales by place
+    assert as_dicts(order(status="AWAITING_SHIPMENT"), include_personal_data=True)[0]["Recipient"] == "Ada Buyer"
+
+
+def test_each_line_shows_its_own_status():
+    """A line the seller cancelled on its own is CANCELLED; the others have the order's status."""
+    items = [{"sku_id": "sku-1", "product_name": "Case", "quantity": 2, "unit_price": "9.99", "line_id": "L-a"},
+             {"sku_id": "sku-2", "product_name": "Cable", "quantity": 1, "unit_price": "19.99", "line_id": "L-b"}]
+    cancelled = {"L-b": {"at": NOV_1, "reason": "OUT_OF_STOCK", "amount": "19.99"}}
+    first, second = as_dicts(order(status="AWAITING_SHIPMENT", line_items=items, cancelled_lines=cancelled))
+    assert (first["Line ID"], first["Line Status"]) == ("L-a", "AWAITING_SHIPMENT")
+    assert (second["Line ID"], second["Line Status"]) == ("L-b", "CANCELLED")
 
 
 @pytest.mark.parametrize("text", ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"])

@@ -193,7 +193,8 @@ def test_any_worker_answers_for_all_and_export_reads_the_api(two_workers, tmp_pa
     theirs = sorted(local[1])[0]
     order = get_json(first, f"/orders/{theirs}")
     assert order["order_id"] == theirs and order["history"][0]["to_status"] == "UNPAID"
-    assert order["shipping_address"]["recipient_name"] == "A***"
+    # Masked once paid; while unpaid the recipient is not shown at all.
+    assert order["shipping_address"]["recipient_name"] == (None if order["status"] == "UNPAID" else "A***")
     assert {d["name"] for d in order["deadlines"]} >= ({"SHIP_BY"} if order["status"] == "AWAITING_SHIPMENT"
                                                         else {"UNPAID_TIMEOUT"})
     status, body = get(first, "/orders/nope")
@@ -233,7 +234,9 @@ def test_any_worker_answers_for_all_and_export_reads_the_api(two_workers, tmp_pa
     table = list(book["Orders"].iter_rows(values_only=True))
     book.close()
     assert table[0] == HEADER and len(table) == 1 + len(ORDER_IDS)
-    assert {row[HEADER.index("Recipient")] for row in table[1:]} == {"Ada Buyer"}
+    # In clear as asked, but never for an unpaid order.
+    assert {(row[HEADER.index("Order Status")], row[HEADER.index("Recipient")]) for row in table[1:]} == {
+        ("AWAITING_SHIPMENT", "Ada Buyer"), ("UNPAID", None)}
 
     refused = subprocess.run(
         [sys.executable, "-m", "orderflow.streams", "export", "--api", api, "--out", str(tmp_path / "x.csv")],

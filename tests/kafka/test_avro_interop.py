@@ -12,6 +12,7 @@ from avro.schemanormalization import Fingerprint, ToParsingCanonicalForm
 
 from orderflow.streams.kafka import topics
 from orderflow.streams.kafka.codec import codec_for_topic, schema_versions
+from support.schemas import complete
 
 T0 = 1_767_225_600_000
 
@@ -47,12 +48,6 @@ CASES = [
     }),
 ]
 IDS = [spec.name for spec, _ in CASES]
-
-
-def complete(name: str, record: dict) -> dict:
-    """The record with every field spelled out; a reader fills absent ones with their defaults."""
-    _, schema = schema_versions(name)[-1]
-    return {field["name"]: record.get(field["name"], field.get("default")) for field in schema["fields"]}
 
 
 def newest_schema(name: str) -> avro.schema.Schema:

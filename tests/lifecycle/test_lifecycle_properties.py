@@ -1,7 +1,7 @@
 """Property-based tests of the lifecycle core, through the replay, over random event sequences.
 
 Each example is a delivery: the events of 1 to 4 orders, as a random walk per order
-over the 14 event types of the contract (mostly the step a real order would take
+over the 15 event types of the contract (mostly the step a real order would take
 next, sometimes any type at all, so some events are invalid for the status), with
 gaps of 1 minute to 10 days between an order's events (so payment reminders,
 timeouts, ship-by, redelivery and auto-confirm deadlines fire in between), merged
@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal
 from unittest.mock import patch
 
 from hypothesis import HealthCheck, assume, event, given, note, settings
@@ -39,17 +40,19 @@ from hypothesis import strategies as st
 
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
-from orderflow.streams.lifecycle import Policy, contract
+from orderflow.streams.lifecycle import contract
+from orderflow.streams.lifecycle import lines as order_lines
 from orderflow.streams.lifecycle import status as statuses
 from orderflow.streams.lifecycle.engine import ORPHAN_GRACE
 from orderflow.streams.lifecycle.order import Change, output_id
 from support import orders as build
 from support.orders import DAY, HOUR, MIN, T0
 
-POLICY = Policy.load()
+# The packaged policy with the UK's one-hour remorse hold turned on: GB orders go ON_HOLD when paid.
+POLICY = build.policy_with(GB='remorse_period = "1h"')
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-ALL_TYPES = tuple(contract.ESSENTIAL)  # the 14 event types of the contract
+ALL_TYPES = tuple(contract.ESSENTIAL)  # the 15 event types of the contract
 REGIONS = ("GB", "SG", "VN")
 ON_THE_WAY = (statuses.AWAITING_COLLECTION, statuses.IN_TRANSIT)
 RECEIVED = (statuses.DELIVERED, statuses.COMPLETED)
@@ -61,7 +64,9 @@ RECEIVED = (statuses.DELIVERED, statuses.COMPLETED)
 def make_event(draw, kind: str, order_id: str, at: int, event_id: str) -> dict:
     """One event of type `kind` with valid, randomly chosen essential fields."""
     if kind == "ORDER_CREATED":
-        made = build.created(order_id, at, region=draw(st.sampled_from(REGIONS)))
+        lines = build.lines(draw(st.integers(1, 3)))
+        made = build.created(order_id, at, region=draw(st.sampled_from(REGIONS)), line_items=lines,
+                             total_amount=build.total(lines))
     elif kind == "ORDER_PAID":
         made = build.paid(order_id, at)
     elif kind == "BUYER_CANCEL_REQUESTED":
@@ -69,7 +74,10 @@ def make_event(draw, kind: str, order_id: str, at: int, event_id: str) -> dict:
     elif kind == "SELLER_CANCEL_RESPONSE":
         made = build.cancel_response(order_id, at, draw(st.sampled_from(("REJECT", "ACCEPT"))))
     elif kind == "SELLER_CANCELLED":
-        made = build.seller_cancelled(order_id, at)
+        line_ids = draw(st.none() | st.lists(st.sampled_from(("1", "2", "3")), min_size=1, max_size=3, unique=True))
+        made = build.seller_cancelled(order_id, at, line_ids=line_ids)
+    elif kind == "OPERATOR_CANCELLED":
+        made = build.operator_cancelled(order_id, at, draw(st.sampled_from(("FRAUD", "POLICY_VIOLATION"))))
     elif kind == "PACKAGE_SHIPPED":
         made = build.shipped(order_id, at)
     elif kind == "LOGISTICS_UPDATE":
@@ -132,7 +140,7 @@ class Sim:
         if s == statuses.AWAITING_SHIPMENT:
             if self.request:
                 return ["SELLER_CANCEL_RESPONSE"]
-            return ["PACKAGE_SHIPPED"] * 3 + ["BUYER_CANCEL_REQUESTED", "SELLER_CANCELLED"]
+            return ["PACKAGE_SHIPPED"] * 3 + ["BUYER_CANCEL_REQUESTED", "SELLER_CANCELLED", "OPERATOR_CANCELLED"]
         if s in ON_THE_WAY:
             return (["LOGISTICS_UPDATE"] * 2 + ["DELIVERED"]
                     + (["REDELIVERY_REQUESTED"] if self.failed == "awaiting" else ["DELIVERY_FAILED"]))
@@ -154,7 +162,9 @@ class Sim:
             self.status = statuses.UNPAID
         elif kind == "ORDER_PAID" and s == statuses.UNPAID:
             self.status = statuses.AWAITING_SHIPMENT
-        elif kind == "SELLER_CANCELLED" and s in (statuses.UNPAID, statuses.AWAITING_SHIPMENT):
+        elif kind == "SELLER_CANCELLED" and s in (statuses.UNPAID, statuses.AWAITING_SHIPMENT) and "line_ids" not in e:
+            self.status = statuses.CANCELLED
+        elif kind == "OPERATOR_CANCELLED" and s in (statuses.UNPAID, statuses.AWAITING_SHIPMENT, *ON_THE_WAY):
             self.status = statuses.CANCELLED
         elif kind == "BUYER_CANCEL_REQUESTED" and s == statuses.AWAITING_SHIPMENT:
             self.request = True
@@ -202,7 +212,7 @@ def order_walk(draw, order_id: str, start: int, gap=long_gap(), max_events: int 
     """An order's events in event-time order (strictly increasing times).
 
     Each step is, with odds (10 - off_script) in 10, what the order would naturally see next
-    (per `Sim`), else any of the 14 event types. Once the model thinks the order is cancelled,
+    (per `Sim`), else any of the 15 event types. Once the model thinks the order is cancelled,
     the walk stops (half the time, or always without `after_cancel`).
     """
     sim, at, walk = Sim(), start, []
@@ -321,10 +331,10 @@ def until_for(events: list[dict]) -> int:
     return max(e["event_time"] for e in events) + 30 * DAY
 
 
-def run(events: list[dict], until: int | None = None, orders: dict | None = None):
+def run(events: list[dict], until: int | None = None, orders: dict | None = None, room=None):
     until = until_for(events) if until is None else until
     book = OrderBook({} if orders is None else orders, POLICY)
-    outputs = list(replay((Line(n, e) for n, e in enumerate(events, 1)), until, POLICY, book))
+    outputs = list(replay((Line(n, e) for n, e in enumerate(events, 1)), until, POLICY, book, room))
     return outputs, book
 
 
@@ -672,6 +682,7 @@ DEADLINE_OF_KIND = {
 DEADLINE_OF_REASON = {
     "UNPAID_TIMEOUT": "UNPAID_TIMEOUT", "CANCEL_REQUEST_TIMEOUT": "CANCEL_REQUEST_TIMEOUT",
     "LOGISTICS_FAILURE": "REDELIVERY_WINDOW", "AUTO_CONFIRMED": "AUTO_CONFIRM",
+    "REMORSE_PERIOD_ENDED": "REMORSE_PERIOD",
 }
 
 
@@ -694,7 +705,7 @@ def test_output_ids_are_unique_and_deadline_outputs_happen_at_a_deadline_the_ord
     drawn): every output_id is unique across the replay. Every output caused by a deadline
     (reminders; SHIP_BY_OVERDUE, SHIPMENT_STALLED, REDELIVERY_WINDOW_EXPIRED and
     REDELIVERY_DISPATCH_OVERDUE alerts; UNPAID_TIMEOUT, CANCEL_REQUEST_TIMEOUT,
-    LOGISTICS_FAILURE and AUTO_CONFIRMED status changes; "never appeared" dead letters) has
+    LOGISTICS_FAILURE, AUTO_CONFIRMED and REMORSE_PERIOD_ENDED status changes; "never appeared" dead letters) has
     `at` equal to the due time of a deadline of that name that its order had (scheduled by a
     rule, or stored with the order), and its output_id is the one derived from that deadline.
     Every other output is caused by an event of its order: its output_id derives from that
@@ -732,3 +743,39 @@ def test_output_ids_are_unique_and_deadline_outputs_happen_at_a_deadline_the_ord
         assert o["at"] == at, o
         if cause is not None:
             assert (o["order_id"], cause, o["at"]) in scheduled
+
+
+# --- 8: line cancellations ------------------------------------------------------------------------
+
+@settings(max_examples=150, **SETTINGS)
+@given(deliveries(), st.data())
+def test_line_cancellations_never_refund_a_line_twice(delivery, data):
+    """With random duplicate deliveries mixed in, per order: no line is named by two LINES_CANCELLED
+    alerts; each alert's amount is what its lines cost (quantity x unit price) and together they never
+    exceed the order's total; a line cancelled on its own is never shipped (consumed); and each line's
+    stock hold is released at most once, and never both released and consumed."""
+    events = with_copies(delivery.events, data.draw(redelivered(delivery, max_copies=1), label="copies"))
+    room = build.RecordingRoom()
+    outputs, book = run(events, room=room)
+    show("outputs", outputs)
+    created = {e["order_id"]: e for e in events if e["event_type"] == "ORDER_CREATED"}
+    for order_id, outs in per_order(outputs).items():
+        alerts = [o["detail"] for o in outs if o.get("kind") == "LINES_CANCELLED"]
+        named = [line for alert in alerts for line in alert["line_ids"].split(",")]
+        assert len(named) == len(set(named)), f"{order_id}: a line cancelled twice: {named}"
+        if not alerts:
+            continue
+        items = dict(zip(order_lines.line_ids(created[order_id]), created[order_id]["line_items"]))
+        for alert in alerts:
+            cost = sum(Decimal(items[line]["unit_price"]) * items[line]["quantity"]
+                       for line in alert["line_ids"].split(","))
+            assert Decimal(alert["amount"]) == cost
+        assert sum(Decimal(alert["amount"]) for alert in alerts) <= Decimal(created[order_id]["total_amount"])
+        places = {order_lines.line_ids(created[order_id]).index(line) for line in named}
+        consumed = {r["line"] for r in room.requests if r["order_id"] == order_id and r["action"] == "CONSUME"}
+        assert not places & consumed, f"{order_id}: cancelled lines {places} shipped"
+    actions = Counter((r["order_id"], r["line"], r["action"]) for r in room.requests)
+    for (order_id, line, action), count in actions.items():
+        if action == "RELEASE":
+            assert count == 1 and (order_id, line, "CONSUME") not in actions, (order_id, line)
+    event(f"{sum(1 for o in outputs if o.get('kind') == 'LINES_CANCELLED')} line cancellations")

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
+from importlib import resources
+
+from orderflow.streams.lifecycle import Policy
+from orderflow.streams.stock.room import StockRoom
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -62,8 +66,35 @@ def cancel_response(order_id: str, at: int, decision: str) -> dict:
     return event("SELLER_CANCEL_RESPONSE", order_id, at, decision=decision)
 
 
-def seller_cancelled(order_id: str, at: int) -> dict:
-    return event("SELLER_CANCELLED", order_id, at, reason="OUT_OF_STOCK")
+def seller_cancelled(order_id: str, at: int, reason: str = "OUT_OF_STOCK", line_ids: list[str] | None = None) -> dict:
+    return event("SELLER_CANCELLED", order_id, at, reason=reason, **({"line_ids": line_ids} if line_ids else {}))
+
+
+def operator_cancelled(order_id: str, at: int, reason: str = "FRAUD") -> dict:
+    return event("OPERATOR_CANCELLED", order_id, at, reason=reason)
+
+
+def lines(count: int) -> list[dict]:
+    """`count` line items: sku-1 x1 at 10.00, sku-2 x2 at 20.00, ..."""
+    return [{"sku_id": f"sku-{n}", "product_name": f"Product {n}", "quantity": n, "unit_price": f"{10 * n}.00"}
+            for n in range(1, count + 1)]
+
+
+def total(items: list[dict]) -> str:
+    return str(sum(Decimal(item["unit_price"]) * item["quantity"] for item in items))
+
+
+def policy_text_with(**regions: str) -> str:
+    """The packaged region policy file with extra settings (TOML lines) for some regions."""
+    text = resources.files("orderflow.streams.lifecycle").joinpath("region_policy.toml").read_text()
+    for region, settings in regions.items():
+        assert f"[regions.{region}]\n" in text, region
+        text = text.replace(f"[regions.{region}]\n", f"[regions.{region}]\n{settings}\n")
+    return text
+
+
+def policy_with(**regions: str) -> Policy:
+    return Policy.from_toml(policy_text_with(**regions))
 
 
 def review(order_id: str, at: int, rating: int = 5) -> dict:
@@ -102,3 +133,15 @@ def ordered(order_id: str, sku_id: str, quantity: int, at: int, unit_price: str 
     """ORDER_CREATED for one line of one SKU."""
     return created(order_id, at, line_items=[item(sku_id, quantity, unit_price)],
                    total_amount=str(Decimal(unit_price) * quantity))
+
+
+class RecordingRoom(StockRoom):
+    """The warehouse, noting every stock request the orders make."""
+
+    def __init__(self):
+        super().__init__({})
+        self.requests: list[dict] = []
+
+    def handle(self, request: dict) -> list[dict]:
+        self.requests.append(request)
+        return super().handle(request)

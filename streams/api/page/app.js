@@ -8,7 +8,8 @@ const FILTERS = ["region", "shop_id", "sku_id", "created_from", "created_to", "p
                  "due", "action_needed", "sort"];
 const DEADLINE_WORDS = {SHIP_BY: "ships", UNPAID_TIMEOUT: "auto-cancels", CANCEL_REQUEST_TIMEOUT: "answer due",
                         AUTO_CONFIRM: "completes", REDELIVERY_WINDOW: "redelivery window ends",
-                        REDELIVERY_DISPATCH: "redelivery due", SHIPMENT_STALLED: "carrier check"};
+                        REDELIVERY_DISPATCH: "redelivery due", SHIPMENT_STALLED: "carrier check",
+                        REMORSE_PERIOD: "hold ends"};
 const REFRESH_MS = 5000;
 const TOKEN_KEY = "orderflow-token";
 
@@ -92,7 +93,8 @@ function timeLeft(deadline, now) {
 }
 
 function linesSummary(lines) {
-  const shown = lines.slice(0, 2).map((line) => `${line.quantity} × ${line.product_name || line.sku_id}`);
+  const shown = lines.slice(0, 2).map((line) => `${line.quantity} × ${line.product_name || line.sku_id}` +
+    (line.status === "CANCELLED" ? " (cancelled)" : ""));
   return shown.join(", ") + (lines.length > 2 ? ` +${lines.length - 2} more` : "");
 }
 
@@ -212,6 +214,8 @@ function showDetail(order, opened) {
     // Stock and price conditions name their lines by position (confirmation in the lifecycle).
     const flags = Object.entries(conditions).filter(([, details]) => details && details.lines &&
       String(index) in details.lines).map(([name]) => name);
+    // A line the seller cancelled on its own (its id, or its place counted from 1).
+    if ((line.line_id || String(index + 1)) in (order.cancelled_lines || {})) flags.unshift("CANCELLED");
     return `${line.quantity} × ${line.product_name || ""} (${line.sku_id}) at ${line.unit_price}` +
       (flags.length ? ` [${flags.join(", ")}]` : "");
   });
