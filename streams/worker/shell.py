@@ -82,6 +82,12 @@ def faust_settings(config: Config) -> dict:
         # committed offset, so that wait is not needed and could last until the session ends.
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
+        # No standby copies of tables: Faust's fetcher drops records of a partition after a seek that
+        # raced an earlier fetch, and a standby then stores later records and their offset over the
+        # hole (a scale-out run: a standby claimed offset 2946 of a partition and lacked 88 of its
+        # orders; taken over, it would never have read them). A partition assigned here is read from
+        # its changelog in bulk instead, from where its local state stands (streams/worker/restore.py).
+        table_standby_replicas=0,
         broker_commit_interval=config.commit_interval,
         # A dead letter carries the rejected message whole: room for an input at
         # Kafka's usual 1 MiB limit plus the reason. (The dead-letter topic's

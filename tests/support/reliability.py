@@ -399,6 +399,19 @@ def rocksdb_copies(data_dirs: Iterable[Path], table: str = "orders") -> list[Par
     return found
 
 
+def inconsistent_copies(copies: list[PartitionCopy], snapshots: dict) -> list[str]:
+    """Copies whose orders are not the changelog's as of the offset they say they hold: a worker taking
+    the partition over from such a copy would read on from there and never get what it lacks."""
+    wrong = []
+    for copy in copies:
+        expected = {} if copy.persisted_offset is None else snapshots.get((copy.partition, copy.persisted_offset))
+        if expected is None or copy.orders != expected:
+            lacking = len(set(expected or ()) - set(copy.orders))
+            wrong.append(f"{copy.data_dir.name}/orders-{copy.partition} at offset {copy.persisted_offset}: "
+                         f"{len(copy.orders)} orders, the changelog's {len(expected or ())} ({lacking} lacking)")
+    return wrong
+
+
 def latest_state(copies: list[PartitionCopy]) -> tuple[dict[str, dict], dict[int, PartitionCopy]]:
     """Per partition, the copy with the highest persisted changelog offset (the last owner's); their orders."""
     latest: dict[int, PartitionCopy] = {}
@@ -412,9 +425,13 @@ def latest_state(copies: list[PartitionCopy]) -> tuple[dict[str, dict], dict[int
     return orders, latest
 
 
-async def changelog_state(bootstrap: str, topic: str = CHANGELOG) -> tuple[dict[str, dict], dict]:
+async def changelog_state(bootstrap: str, topic: str = CHANGELOG,
+                          snapshots: dict | None = None) -> tuple[dict[str, dict], dict]:
     """The orders as the changelog holds them (the last value of each key; a null value deletes),
-    and figures on the topic: records fetched, and the end offsets the broker lists vs the fetched highwaters."""
+    and figures on the topic: records fetched, and the end offsets the broker lists vs the fetched highwaters.
+    `snapshots`, keyed by (partition, offset), is filled with the partition's orders as of that offset."""
+    wanted = set(snapshots or ())
+    by_partition: dict[int, dict[str, dict]] = {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
@@ -433,10 +450,14 @@ async def changelog_state(bootstrap: str, topic: str = CHANGELOG) -> tuple[dict[
             for records in batch.values():
                 for m in records:
                     fetched += 1
+                    mine = by_partition.setdefault(m.partition, {})
                     if m.value is None:
                         orders.pop(m.key.decode(), None)
+                        mine.pop(m.key.decode(), None)
                     else:
-                        orders[m.key.decode()] = decode(m.value)
+                        orders[m.key.decode()] = mine[m.key.decode()] = decode(m.value)
+                    if (m.partition, m.offset) in wanted:
+                        snapshots[(m.partition, m.offset)] = dict(mine)
             highwaters = {tp: consumer.highwater(tp) for tp in partitions}
             positions = {tp: await consumer.position(tp) for tp in partitions}
             if all(h is not None and positions[tp] >= h for tp, h in highwaters.items()):

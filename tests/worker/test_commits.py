@@ -38,6 +38,29 @@ def test_a_re_read_inside_a_skipped_range_is_committed_whole():
     assert list(consumer._acked[PART]) == [] and not consumer._acked_index[PART] and not consumer._gap[PART]
 
 
+def test_records_dropped_for_the_re_read_are_not_committed_before_they_are_processed():
+    """The skipped range runs to 899; the agent has acknowledged 823..850 only: 851..899 are records it
+    dropped and reads again. Counting the whole range (Faust's rule) would commit 900 and lose them."""
+    consumer = consumer_of(patched=True)
+    after_a_re_read(consumer, end=851)
+    assert consumer._new_offset(PART) == 851
+    assert sorted((g.begin, g.end) for g in consumer._gap[PART]) == [(851, 900)]
+    consumer._committed_offset[PART] = 851
+    consumer._acked[PART].extend(range(851, 870))
+    assert consumer._new_offset(PART) == 870
+
+
+def test_a_skipped_range_below_the_committed_offset_does_not_open_the_head():
+    """A range recorded before the first commit (Faust clamps only once there is one) lies below the
+    committed offset: it must not stand in for the offsets missing right after it."""
+    consumer = consumer_of(patched=True)
+    consumer._gap[PART].addi(95, 100)
+    consumer._committed_offset[PART] = 100
+    consumer._acked[PART].extend([102, 103])  # 100 and 101 never acknowledged
+    assert consumer._new_offset(PART) is None
+    assert list(consumer._acked[PART]) == [102, 103]
+
+
 def test_faust_still_needs_the_workaround():
     """When an upgrade fixes the crawl (or renames what commits.py replaces), this fails: drop the workaround."""
     assert "_new_offset" in inspect.getsource(Consumer._filter_committable_offsets)

@@ -29,11 +29,13 @@ from support.live import WorkerProcess, run
 from support.hostile import check_reason, hostile_messages, megabyte_messages, semantic_rejections
 from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.admin import ensure_topics
+from orderflow.streams.lifecycle import Policy
 from orderflow.streams.worker.clock import wall_ms
-from support.orders import ADDRESS, HOUR, created, paid
+from support.orders import ADDRESS, HOUR, created, paid, policy_text_with
 from support.reliability import (OutputLog, Published, Stalled, assert_orders_match, changelog_state, committed_offsets,
                                  compare_orders, compare_outputs, describe_order_difference, expected_from_replay,
-                                 final_tally, frozen_clock, index_entries, is_deadline_output, latest_state,
+                                 final_tally, frozen_clock, inconsistent_copies, index_entries, is_deadline_output,
+                                 latest_state,
                                  listed_and_fetched_ends, no_events_since_start, ownership, publish_events, reconciles,
                                  report, restore_highwaters, rocksdb_copies, simulated_traffic, sized, stored_index,
                                  wait_caught_up)
@@ -163,15 +165,19 @@ SCALE_ORDERS = sized(8_000, 20_000)
 def test_scale_out_add_and_stop_workers_mid_stream_matches_replay(own_broker, tmp_path, record_property):
     """Three workers share 8 partitions of a backlog; a fourth joins mid-stream and one of the three is
     stopped (SIGTERM) mid-stream: outputs and order states are the replay's, and the deadlines of the
-    partitions that moved fire on their new owners, once."""
+    partitions that moved fire on their new owners, once. GB holds paid orders an hour (the remorse
+    period), so its holds, their ends and the ship-by they start move with the partitions too."""
     bootstrap = own_broker.bootstrap
     started = time.monotonic()
     origin = wall_ms()
     events = simulated_traffic(SCALE_ORDERS, origin, seed=11)
-    expected = expected_from_replay(events, origin)
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(policy_text_with(GB='remorse_period = "1h"'))
+    expected = expected_from_replay(events, origin, Policy.load(policy_file))
+    assert any(v.get("to_status") == "ON_HOLD" for _, v in expected.outputs.values())
     run(ensure_topics({"bootstrap_servers": bootstrap}, topics.ALL_TOPICS, SCALE_PARTITIONS, 1))
     published = run(publish_events(bootstrap, events))
-    settings = dict(clock=frozen_clock(origin), partitions=str(SCALE_PARTITIONS))
+    settings = dict(clock=frozen_clock(origin), partitions=str(SCALE_PARTITIONS), region_policy=str(policy_file))
     timeout = 180 + len(events) / 30
 
     async def scenario() -> dict:
@@ -208,8 +214,10 @@ def test_scale_out_add_and_stop_workers_mid_stream_matches_replay(own_broker, tm
     copies = rocksdb_copies(tmp_path / name for name in logs)
     stored, latest = latest_state(copies)
     missing, unexpected, differing = compare_orders(stored, expected)
-    changelog, changelog_figures = run(changelog_state(bootstrap))
+    snapshots = {(copy.partition, copy.persisted_offset): None for copy in copies}
+    changelog, changelog_figures = run(changelog_state(bootstrap, snapshots=snapshots))
     cl_differ = sum(map(len, compare_orders(changelog, expected)))
+    inconsistent = inconsistent_copies(copies, snapshots)
     tallies = {name: final_tally(log) for name, log in logs.items()}
 
     # Which partitions moved, and the deadline outputs their new owners published after the last move.
@@ -234,7 +242,7 @@ def test_scale_out_add_and_stop_workers_mid_stream_matches_replay(own_broker, tm
         "moved_deadline_copies_beyond_first": sum(n - 1 for n in moved_copies.values()),
         "tallies_in": {n: t["in"] for n, t in tallies.items()},
         "orders_missing": len(missing), "orders_unexpected": len(unexpected), "orders_differing": len(differing),
-        "changelog_orders_differing": cl_differ, **changelog_figures,
+        "changelog_orders_differing": cl_differ, "inconsistent_copies": len(inconsistent), **changelog_figures,
         "seconds": round(time.monotonic() - started, 1)})
 
     assert all(figures[f"{n}_rc"] == 0 for n in logs) and figures["stopped_rc"] == 0, line
@@ -246,6 +254,7 @@ def test_scale_out_add_and_stop_workers_mid_stream_matches_replay(own_broker, tm
     # The moves happened, and deadlines of moved partitions fired on their new owners, each once.
     assert moved and after_move, line
     assert moved_deadlines <= {m.record["output_id"] for m in messages}, line
+    assert not inconsistent, f"{inconsistent}\n{line}"  # every copy on disk, the last owner's or not
     assert_orders_match(stored, expected, line)
     assert cl_differ == 0, line
 
