@@ -6,7 +6,8 @@ at a time, so an export of any size needs the memory of one row (xlsx through
 xlsxwriter's constant_memory mode).
 
 Personal data: the recipient's name, phone, address lines and postcode are
-masked unless asked for, and left out while an order is unpaid or on hold. Text cells that a spreadsheet would read as a formula
+masked unless asked for, and left out until the order is released to the
+seller to ship (while unpaid or on hold, and for good if cancelled before). Text cells that a spreadsheet would read as a formula
 are neutralised (OWASP, CSV injection). Times are ISO 8601 in the order's
 region time zone, with its UTC offset.
 """
@@ -56,12 +57,13 @@ def masked_address(address: dict) -> dict:
 
 def shown_address(order: dict, include_personal_data: bool = False) -> dict | None:
     """The shipping address as views and exports show it: masked unless personal data is asked for,
-    and without recipient, phone and lines while the order is unpaid or on hold, whatever is asked
-    (the seller must not act on it yet: TikTok Shop hides it until the remorse period is over)."""
+    and without recipient, phone and lines, whatever is asked, until the order is released to the
+    seller to ship (TikTok Shop hides it while unpaid and during the remorse period): so never for
+    an order cancelled before that, by the buyer in the hold or for want of payment."""
     address = order.get("shipping_address")
     if not address:
         return address
-    if order.get("status") in st.ADDRESS_HIDDEN:
+    if not any(step.get("to_status") == st.AWAITING_SHIPMENT for step in order.get("history") or ()):
         return {**address, "recipient_name": None, "phone": None, "line1": None, "line2": None, "postcode": None}
     return address if include_personal_data else masked_address(address)
 

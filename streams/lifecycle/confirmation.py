@@ -38,8 +38,9 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     actions = []
     if after.get("paid_at") is not None and was.get("paid_at") is None:
         actions.append((RESERVE, after["paid_at"], None))
-    if after.get("paid_at") is not None and after.get("shipped_at") is None:
-        # Lines the seller cancelled on their own release their holds (each line once).
+    if after.get("paid_at") is not None:
+        # Lines the seller cancelled on their own release their holds (each line once), before the rest
+        # ships: events held for a late creation may pay, cancel lines and ship in one step.
         newly = [line for line in lines.cancelled(after) if line not in lines.cancelled(was)]
         for line in newly:
             actions.append((RELEASE, lines.cancelled(after)[line]["at"], [lines.line_ids(after).index(line)]))

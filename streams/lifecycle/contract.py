@@ -156,14 +156,18 @@ def problem(event: dict) -> str | None:
         return _address("new_address", event["new_address"])
     if kind == "REVIEW_POSTED" and event["rating"] not in (1, 2, 3, 4, 5):
         return f"rating must be 1 to 5, not {event['rating']!r}"
-    if kind == "SELLER_CANCELLED" and event.get("line_ids") is not None:
-        return _line_ids_problem(event["line_ids"])
+    if "reason" in ESSENTIAL[kind] and not isinstance(event["reason"], str):
+        return "reason must be text"
+    if event.get("line_ids") is not None:
+        return _line_ids_problem(event["line_ids"]) if kind == "SELLER_CANCELLED" else \
+            "line_ids is for SELLER_CANCELLED only"
     return None
 
 
 def _line_ids_problem(ids) -> str | None:
-    if not isinstance(ids, list) or len(ids) > MAX_LINE_ITEMS:
-        return f"line_ids must be a list of at most {MAX_LINE_ITEMS} line ids"
+    if not isinstance(ids, list) or not 0 < len(ids) <= MAX_LINE_ITEMS:
+        return (f"line_ids must be a list of 1 to {MAX_LINE_ITEMS} line ids (leave it out to cancel the "
+                "whole order)")
     if not all(isinstance(line, str) and 0 < len(line) <= MAX_ID for line in ids):
         return f"line_ids must hold line ids (text of 1 to {MAX_ID} characters)"
     if len(set(ids)) < len(ids):
@@ -185,8 +189,9 @@ def _created_problem(event: dict) -> str | None:
         if bad:
             return f"line item {n}: unit_price {bad}"
         given = item.get("line_id")
-        if given is not None and not (isinstance(given, str) and given):
-            return f"line item {n}: line_id must be text (or absent: lines are then numbered 1, 2, ...)"
+        if given is not None and not (isinstance(given, str) and given and "," not in given):
+            return (f"line item {n}: line_id must be text without commas (or absent: lines are then "
+                    "numbered 1, 2, ...)")
     ids = lines.line_ids(event)
     if len(set(ids)) < len(ids):
         return "two line items have the same line_id (a line without one is numbered by its place: 1, 2, ...)"

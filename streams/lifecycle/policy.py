@@ -101,6 +101,15 @@ def _catalogue(region: str, value) -> dict[str, tuple[str, ...]]:
     return {initiator: tuple(reasons) for initiator, reasons in value.items()}
 
 
+def _merged(base: dict, overrides: dict) -> dict:
+    """A region's settings: the default's, overridden; a catalogue per initiator (a region that lists
+    its sellers' reasons keeps the default's list for operators)."""
+    merged = {**base, **overrides}
+    if isinstance(base.get("cancel_reasons"), dict) and isinstance(overrides.get("cancel_reasons"), dict):
+        merged["cancel_reasons"] = {**base["cancel_reasons"], **overrides["cancel_reasons"]}
+    return merged
+
+
 def _rules(region: str, settings: dict) -> RegionRules:
     known = (set(_DURATION_KEYS) | set(_LATER_KEYS)
              | {"payment_reminders", "redelivery_dispatch_business_days", "timezone", "holidays"})
@@ -173,7 +182,7 @@ class Policy:
         data = tomllib.loads(text)
         base = data.get("default", {})
         regions = {
-            code: _rules(code, {**base, **overrides}) for code, overrides in data.get("regions", {}).items()
+            code: _rules(code, _merged(base, overrides)) for code, overrides in data.get("regions", {}).items()
         }
         if not regions:
             raise ValueError(f"{source}: no [regions.XX] section: the policy serves no region")

@@ -43,6 +43,4 @@ DELIVERY_FAILED = "DELIVERY_FAILED"
 AFTER_SALES_OPEN = "AFTER_SALES_OPEN"
 OUT_OF_STOCK = "OUT_OF_STOCK"  # the warehouse could not reserve every unit of the order
 PRICE_MISMATCH = "PRICE_MISMATCH"  # a line's price differs from the catalogue price at order time
-# Whose shipping address the seller does not see yet: not paid, or the buyer may still cancel.
-ADDRESS_HIDDEN = frozenset({UNPAID, ON_HOLD})
 CONDITIONS = (LATE_DISPATCH, CANCEL_REQUESTED, DELIVERY_FAILED, AFTER_SALES_OPEN, OUT_OF_STOCK, PRICE_MISMATCH)

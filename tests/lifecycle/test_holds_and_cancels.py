@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
+from orderflow.streams.api.export import shown_address
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
-from orderflow.streams.lifecycle import Policy
+from orderflow.streams.lifecycle import Policy, contract
 from support.orders import (DAY, HOUR, MIN, T0, RecordingRoom, cancel_request, created, delivered, event, lines,
                             operator_cancelled, paid, policy_with, seller_cancelled, shipped, total, update)
 
@@ -253,3 +256,52 @@ def test_amounts_are_exact_decimals():
               seller_cancelled("o", HOLD_ENDS + MIN, line_ids=["1"])]
     outputs, _, _ = run(events, until=HOLD_ENDS + MIN)
     assert Decimal(outputs[-1]["detail"]["amount"]) == Decimal("0.30") and outputs[-1]["detail"]["amount"] == "0.30"
+
+
+# --- the contract of the new fields --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("made, problem", [
+    (seller_cancelled("o", T0, line_ids=["1"]) | {"line_ids": []},
+     "line_ids must be a list of 1 to 500 line ids (leave it out to cancel the whole order)"),
+    (seller_cancelled("o", T0) | {"line_ids": ["1", "1"]}, "line_ids names a line twice"),
+    (seller_cancelled("o", T0) | {"line_ids": ["1", 2]}, "line_ids must hold line ids (text of 1 to 128 characters)"),
+    (seller_cancelled("o", T0) | {"line_ids": "1"}, "line_ids must be a list of 1 to 500 line ids (leave it out to "
+                                                    "cancel the whole order)"),
+    (operator_cancelled("o", T0) | {"line_ids": ["1"]}, "line_ids is for SELLER_CANCELLED only"),
+    (operator_cancelled("o", T0) | {"reason": 123}, "reason must be text"),
+    (created("o", line_items=[{**lines(1)[0], "line_id": "a,b"}]),
+     "line item 1: line_id must be text without commas (or absent: lines are then numbered 1, 2, ...)"),
+    (created("o", line_items=[{**lines(2)[0], "line_id": "2"}, lines(2)[1]], total_amount="50.00"),
+     "two line items have the same line_id (a line without one is numbered by its place: 1, 2, ...)"),
+])
+def test_bad_line_ids_and_reasons_are_refused_by_the_contract(made, problem):
+    assert contract.problem(made) == problem
+    outputs, _, _ = run([made], until=T0)
+    assert summary(outputs)[-1][1] == f"dead_letter:{problem}"
+
+
+def test_a_region_listing_its_sellers_reasons_keeps_the_operators_of_the_default():
+    policy = policy_with(GB='cancel_reasons = { SELLER = ["OUT_OF_STOCK"] }')
+    gb, sg = policy.for_region("GB").cancel_reasons, policy.for_region("SG").cancel_reasons
+    assert gb["SELLER"] == ("OUT_OF_STOCK",) and gb["OPERATOR"] == sg["OPERATOR"]
+
+
+def test_the_address_stays_hidden_for_good_when_the_order_is_cancelled_before_it_could_ship():
+    """Cancelled in its hold, or for want of payment: the seller never had it to ship."""
+    for events in ([created("o"), paid("o", PAID_AT), cancel_request("o", PAID_AT + MIN)], [created("o")]):
+        _, book, _ = run(events)
+        order = book.orders["o"]
+        assert order["status"] == "CANCELLED"
+        assert shown_address(order, include_personal_data=True)["recipient_name"] is None
+    _, book, _ = run([created("o"), paid("o", PAID_AT), seller_cancelled("o", HOLD_ENDS + MIN)])
+    assert shown_address(book.orders["o"], include_personal_data=True)["recipient_name"] == "Ada Buyer"
+
+
+def test_lines_cancelled_in_events_held_for_a_late_creation_release_their_holds():
+    """Paid, a line cancelled and shipped before ORDER_CREATED arrives: the held events apply in one step."""
+    events = [paid("o", PAID_AT), seller_cancelled("o", PAID_AT + 10 * MIN, line_ids=["2"]),
+              shipped("o", PAID_AT + 20 * MIN), three_lines("o")]
+    outputs, _, room = run(events, until=PAID_AT + 20 * MIN, policy=PACKAGED)
+    assert summary(outputs)[-1] == (30 * MIN, "AWAITING_SHIPMENT>AWAITING_COLLECTION:SHIPPED")
+    assert requests(room, "RELEASE") == [(1, 20 * MIN)]
+    assert requests(room, "CONSUME") == [(0, 30 * MIN), (2, 30 * MIN)]

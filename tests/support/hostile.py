@@ -54,6 +54,11 @@ def _field(schema: dict, name: str) -> dict:
     return next(f for f in schema["fields"] if f["name"] == name)
 
 
+def _event_types() -> list[str]:
+    """The newest OrderEvent's event_type symbols: a symbol added by a writer gets the next index."""
+    return _field(_newest_schema(), "event_type")["type"]["symbols"]
+
+
 def _add_symbol(field: str, symbol: str):
     def change(schema):
         kind = _field(schema, field)["type"]
@@ -115,7 +120,8 @@ def hostile_messages(t0: int) -> list[Bad]:
              codec_for("StatusChange").encode({"output_id": "x", "order_id": "hostile-sc", "at": t0,
                                                "from_status": None, "to_status": "UNPAID", "reason": "CREATED"}),
              undecodable + r"unknown writer schema fingerprint 0x[0-9a-f]{16} for OrderEvent "
-                           r"\(it is StatusChange v1: wrong topic\?\)$", b"hostile-sc"),
+                           rf"\(it is StatusChange v{schema_versions('StatusChange')[-1][0]}: wrong topic\?\)$",
+             b"hostile-sc"),
         case("string length beyond the message", _header() + b"\xd0\x0f" + b"abc",
              undecodable + r"truncated or corrupt Avro body: ValueError: length 1000 at byte 12 does not fit the 15-byte message$",
              b"hostile-len"),
@@ -127,8 +133,8 @@ def hostile_messages(t0: int) -> list[Bad]:
         # --- unknown enum symbols: an index the reader's enum does not have --------------------------------------
         case("unknown event_type symbol", _with_writer_schema(
                 {**created(oid(), t0), "event_type": "PARCEL_TELEPORTED"}, _add_symbol("event_type", "PARCEL_TELEPORTED")),
-             undecodable + r"truncated or corrupt Avro body: ValueError: index 15 is out of range for "
-                           r"orderflow\.EventType$", b"hostile-enum-1"),
+             undecodable + rf"truncated or corrupt Avro body: ValueError: index {len(_event_types())} is out of "
+                           r"range for orderflow\.EventType$", b"hostile-enum-1"),
         case("unknown decision symbol", _with_writer_schema(
                 cancel_response(oid(), t0, "MAYBE"), _add_symbol("decision", "MAYBE")),
              undecodable + r"truncated or corrupt Avro body: ValueError: index 2 is out of range for "
