@@ -90,6 +90,10 @@ def _fact_of(output: dict, order: dict) -> dict | None:
             return fact("SHIPPED_IN_TIME")  # a late hand-over was counted when its ship-by time passed
         if reason == "DELIVERED":
             return fact("DELIVERED")
+    elif output["output"] == "case_update" and output["to_state"] == "REFUNDED":
+        case = next(case for case in order["after_sales"] if case["case_id"] == output["case_id"])
+        return fact("AFTER_SALES_REFUNDED", case_kind=case["kind"], reason=case["reason"],
+                    currency=order["currency"], amount=output["amount"])
     elif output["output"] == "alert":
         if output["kind"] in ("SHIP_BY_OVERDUE", "DELIVERY_FAILED"):
             return fact(output["kind"])
@@ -384,6 +388,13 @@ def _cancelled(head: dict, fact: dict) -> None:
         _inc(head, "cancelled_by_cancel_reason", fact["cancel_reason"])
 
 
+def _refunded(head: dict, fact: dict) -> None:
+    """Refunded amounts per currency, case kind and the buyer's reason."""
+    refunded = head.setdefault("refunded", {})
+    key = f"{fact['currency']}:{fact['case_kind']}:{fact['reason']}"
+    refunded[key] = str(Decimal(refunded.get(key, 0)) + Decimal(fact["amount"]))
+
+
 def _reviewed(head: dict, fact: dict) -> None:
     _inc(head, "reviews")
     head["rating_sum"] = head.get("rating_sum", 0) + fact["rating"]
@@ -429,6 +440,7 @@ _METRICS: dict[str, Callable[[dict], list[tuple[str | None, str]]]] = {
     "average_rating": _average_rating,
     "after_sales_opened": lambda head: _counts(head.get("after_sales", {})),
     "after_sales_rate": _after_sales_rate,
+    "after_sales_refunded": lambda head: sorted(head.get("refunded", {}).items()),
     "top_sku_units": lambda head: [(sku, str(units)) for sku, units in head.get("top_units", [])],
     "top_sku_sales": lambda head: [(f"{currency}:{sku}", sales) for currency, top in
                                    sorted(head.get("top_sales", {}).items()) for sku, sales in top],
@@ -447,6 +459,7 @@ _COUNTERS: dict[str, tuple[Callable[[dict, dict], None], tuple[str, ...]]] = {
     "DELIVERED": (lambda head, fact: _inc(head, "delivered"), ("delivery_failure_rate", "after_sales_rate")),
     "DELIVERY_FAILED": (lambda head, fact: _inc(head, "delivery_failed"), ("delivery_failure_rate",)),
     "REVIEW_POSTED": (_reviewed, ("average_rating",)),
+    "AFTER_SALES_REFUNDED": (_refunded, ("after_sales_refunded",)),
     "AFTER_SALES_OPENED": (lambda head, fact: _inc(head, "after_sales", fact["case_kind"]),
                            ("after_sales_opened", "after_sales_rate")),
 }

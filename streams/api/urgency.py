@@ -12,6 +12,7 @@ clock), so that tests pin it.
 """
 from __future__ import annotations
 
+from orderflow.streams.lifecycle import after_sales
 from orderflow.streams.lifecycle import status as st
 from orderflow.streams.lifecycle.cancellation import CANCEL_REQUEST_TIMEOUT
 from orderflow.streams.lifecycle.payment import UNPAID_TIMEOUT
@@ -22,7 +23,7 @@ DUE = ("ship_within_24h", "auto_cancel_within_24h", "overdue")
 # The statuses each view can hold (a listing walks only those).
 DUE_STATUSES = {"ship_within_24h": (st.AWAITING_SHIPMENT,), "overdue": (st.AWAITING_SHIPMENT,),
                 "auto_cancel_within_24h": st.STATUSES}
-_SELLERS_TURN = (st.CANCEL_REQUESTED, st.OUT_OF_STOCK, st.PRICE_MISMATCH, st.AFTER_SALES_OPEN)
+_SELLERS_TURN = (st.CANCEL_REQUESTED, st.OUT_OF_STOCK, st.PRICE_MISMATCH)
 
 
 def is_due(order: dict, view: str, now: int) -> bool:
@@ -39,5 +40,8 @@ def is_due(order: dict, view: str, now: int) -> bool:
 
 
 def action_needed(order: dict) -> bool:
+    """A condition that waits for the seller, a failed delivery awaiting a redelivery request, or an
+    after-sales case awaiting the seller."""
     conditions = order.get("conditions") or {}
-    return any(name in conditions for name in _SELLERS_TURN) or awaiting_redelivery_request(order)
+    return (any(name in conditions for name in _SELLERS_TURN) or awaiting_redelivery_request(order)
+            or any(after_sales.awaits_seller(case) for case in after_sales.open_cases(order)))

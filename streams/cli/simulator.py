@@ -207,9 +207,12 @@ class Simulator:
             return ev + [self._event("OPERATOR_CANCELLED", order_id, t + rng.randrange(HOUR, 20 * HOUR),
                                      reason=rng.choice(OPERATOR_REASONS))]
         roll -= mix.operator_cancel
+        lines = list(enumerate(items, 1))  # (line id, item) of the lines still open
         if len(items) > 1 and rng.random() < mix.line_cancel:
+            gone = rng.randrange(1, len(items) + 1)
             ev.append(self._event("SELLER_CANCELLED", order_id, t + rng.randrange(61 * MIN, 4 * HOUR),
-                                  reason="OUT_OF_STOCK", line_ids=[str(rng.randrange(1, len(items) + 1))]))
+                                  reason="OUT_OF_STOCK", line_ids=[str(gone)]))
+            lines = [(n, item) for n, item in lines if n != gone]
         if roll < mix.buyer_cancel_request:
             t += rng.randrange(10 * MIN, 12 * HOUR)
             ev.append(self._event("BUYER_CANCEL_REQUESTED", order_id, t, reason="CHANGED_MIND"))
@@ -222,9 +225,9 @@ class Simulator:
             if accepted:
                 return ev
         t += rng.randrange(73 * HOUR, 100 * HOUR) if rng.random() < mix.shipped_late else rng.randrange(4 * HOUR, 60 * HOUR)
-        return ev + self._shipping(order_id, t)
+        return ev + self._shipping(order_id, t, lines)
 
-    def _shipping(self, order_id: str, t: int) -> list[dict]:
+    def _shipping(self, order_id: str, t: int, lines: list[tuple[int, dict]]) -> list[dict]:
         rng, mix = self.rng, self.mix
         carrier = rng.choice(CARRIERS)
         ev = [self._event("PACKAGE_SHIPPED", order_id, t, carrier=carrier,
@@ -260,9 +263,39 @@ class Simulator:
             ev.append(self._event("REVIEW_POSTED", order_id, after + rng.randrange(MIN, DAY),
                                   rating=rng.choices((1, 2, 3, 4, 5), weights=(4, 3, 8, 25, 60))[0], comment="ok"))
         if rng.random() < mix.after_sales:
-            opened = after + rng.randrange(HOUR, 2 * DAY)
-            ev.append(self._event("AFTER_SALES_REQUESTED", order_id, opened,
-                                  kind=rng.choice(("RETURN", "REFUND", "EXCHANGE", "REPAIR")), reason="NOT_AS_DESCRIBED"))
-            ev.append(self._event("AFTER_SALES_RESOLVED", order_id, opened + rng.randrange(HOUR, 3 * DAY),
-                                  outcome=rng.choice(("APPROVED", "REJECTED", "COMPLETED"))))
+            ev += self._after_sales(order_id, after + rng.randrange(HOUR, 2 * DAY), lines)
         return ev
+
+    def _after_sales(self, order_id: str, t: int, lines: list[tuple[int, dict]]) -> list[dict]:
+        """A case about one of the lines delivered: most are answered in time (some rejected), the rest
+        approved when the answer is late; most returns come back and are refunded, refunds are paid,
+        exchanges and repairs resolved."""
+        rng, case_id = self.rng, f"{order_id}-c1"
+        kind = rng.choices(("RETURN", "REFUND", "EXCHANGE", "REPAIR"), weights=(5, 3, 1, 1))[0]
+        line, item = rng.choice(lines)
+        ev = [self._event("AFTER_SALES_REQUESTED", order_id, t, kind=kind, case_id=case_id,
+                          reason=rng.choice(("NOT_AS_DESCRIBED", "DAMAGED", "WRONG_ITEM", "CHANGED_MIND")),
+                          line_ids=[str(line)])]
+        if rng.random() < 0.8:  # answered within the 48 h; otherwise approved when they pass
+            t += rng.randrange(HOUR, 40 * HOUR)
+            accepted = rng.random() < 0.75
+            ev.append(self._event("AFTER_SALES_RESPONSE", order_id, t, case_id=case_id, reason="CHECKED",
+                                  decision="ACCEPT" if accepted else "REJECT"))
+            if not accepted:
+                return ev
+        else:
+            t += 49 * HOUR
+        refund = str(Decimal(item["unit_price"]) * item["quantity"])
+        if kind == "RETURN":
+            if rng.random() < 0.15:
+                return ev  # never shipped back: the case closes after the return window
+            t += rng.randrange(HOUR, 5 * DAY)
+            ev.append(self._event("RETURN_SHIPPED", order_id, t, case_id=case_id, carrier=rng.choice(CARRIERS),
+                                  tracking_number=f"RET{rng.randrange(10**9, 10**10)}"))
+            t += rng.randrange(DAY, 4 * DAY)
+            ev.append(self._event("RETURN_RECEIVED", order_id, t, case_id=case_id))
+        if kind in ("RETURN", "REFUND"):
+            return ev + [self._event("REFUND_ISSUED", order_id, t + rng.randrange(HOUR, DAY), case_id=case_id,
+                                     amount=refund)]
+        return ev + [self._event("AFTER_SALES_RESOLVED", order_id, t + rng.randrange(DAY, 5 * DAY), case_id=case_id,
+                                 outcome=rng.choice(("APPROVED", "COMPLETED")))]

@@ -16,6 +16,8 @@ REPLIES = codec_for_topic(topics.STOCK_REPLIES)
 _STATUS_FIELDS = ("output_id", "order_id", "at", "from_status", "to_status", "reason", "initiator", "cancel_reason",
                   "region", "shop_id", "event_id")
 _NOTICE_FIELDS = ("output_id", "order_id", "at", "kind", "region", "shop_id", "detail")
+_CASE_FIELDS = ("output_id", "order_id", "case_id", "case_kind", "from_state", "to_state", "reason", "amount", "at",
+                "region", "shop_id", "event_id")
 _REQUEST_FIELDS = ("output_id", "action", "order_id", "line", "sku_id", "quantity", "unit_price", "currency",
                    "ordered_at", "at")
 
@@ -39,6 +41,8 @@ def output_record(output: dict, source_topic: str = "", partition: int | None = 
     spec = topics.OUTPUT_TOPICS[kind]
     if kind == "status_change":
         return spec, {name: output.get(name) for name in _STATUS_FIELDS}
+    if kind == "case_update":
+        return spec, {name: output.get(name) for name in _CASE_FIELDS}
     if kind == "dead_letter":
         event = output.get("event")
         return spec, {

@@ -34,6 +34,10 @@ REMINDERS = TopicSpec(
 ALERTS = TopicSpec(
     "order-alerts", "OrderNotice", "Alerts that ask the seller or the platform to act, keyed by order_id.",
 )
+AFTER_SALES = TopicSpec(
+    "order-after-sales", "CaseUpdate",
+    "Every transition of an after-sales case (for customer service and finance), keyed by order_id.",
+)
 ANALYTICS = TopicSpec(
     "order-analytics", "AnalyticsMetric", "Windowed order statistics by region and shop.",
 )
@@ -59,8 +63,8 @@ STOCK_REPLIES = TopicSpec(
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    ORDER_EVENTS, INVENTORY_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, ANALYTICS, DEAD_LETTERS, ANALYTICS_FACTS,
-    STOCK_REQUESTS, STOCK_REPLIES,
+    ORDER_EVENTS, INVENTORY_EVENTS, STATUS_CHANGES, REMINDERS, ALERTS, AFTER_SALES, ANALYTICS, DEAD_LETTERS,
+    ANALYTICS_FACTS, STOCK_REQUESTS, STOCK_REPLIES,
 )
 
 # Where each kind of core output is published.
@@ -69,6 +73,7 @@ OUTPUT_TOPICS: dict[str, TopicSpec] = {
     "reminder": REMINDERS,
     "alert": ALERTS,
     "dead_letter": DEAD_LETTERS,
+    "case_update": AFTER_SALES,
 }
 
 

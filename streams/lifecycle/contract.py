@@ -36,7 +36,12 @@ ESSENTIAL: dict[str, tuple[str, ...]] = {
     "AFTER_SALES_REQUESTED": ("kind", "reason"),
     "AFTER_SALES_RESOLVED": ("outcome",),
     "OPERATOR_CANCELLED": ("reason",),
+    "AFTER_SALES_RESPONSE": ("case_id", "decision"),
+    "RETURN_SHIPPED": ("case_id", "carrier", "tracking_number"),
+    "RETURN_RECEIVED": ("case_id",),
+    "REFUND_ISSUED": ("case_id", "amount"),
 }
+_TAKES_LINE_IDS = ("SELLER_CANCELLED", "AFTER_SALES_REQUESTED")
 
 CHOICES = {
     "decision": ("ACCEPT", "REJECT"),
@@ -150,24 +155,25 @@ def problem(event: dict) -> str | None:
             return f"{key} must be one of {', '.join(allowed)}, not {str(event[key])[:40]!r}"
     if kind == "ORDER_CREATED":
         return _created_problem(event)
-    if kind == "ORDER_PAID":
-        return _amount(event["amount"])
     if kind == "REDELIVERY_REQUESTED":
         return _address("new_address", event["new_address"])
     if kind == "REVIEW_POSTED" and event["rating"] not in (1, 2, 3, 4, 5):
         return f"rating must be 1 to 5, not {event['rating']!r}"
-    if "reason" in ESSENTIAL[kind] and not isinstance(event["reason"], str):
-        return "reason must be text"
+    if "amount" in ESSENTIAL[kind] and (bad := _amount(event["amount"])):
+        return bad
+    for name in ("reason", "case_id"):
+        if event.get(name) is not None and not isinstance(event[name], str):
+            return f"{name} must be text"
     if event.get("line_ids") is not None:
-        return _line_ids_problem(event["line_ids"]) if kind == "SELLER_CANCELLED" else \
-            "line_ids is for SELLER_CANCELLED only"
+        return _line_ids_problem(event["line_ids"]) if kind in _TAKES_LINE_IDS else \
+            f"line_ids is for {' and '.join(_TAKES_LINE_IDS)} only"
     return None
 
 
 def _line_ids_problem(ids) -> str | None:
     if not isinstance(ids, list) or not 0 < len(ids) <= MAX_LINE_ITEMS:
-        return (f"line_ids must be a list of 1 to {MAX_LINE_ITEMS} line ids (leave it out to cancel the "
-                "whole order)")
+        return (f"line_ids must be a list of 1 to {MAX_LINE_ITEMS} line ids (leave it out for the whole "
+                "order)")
     if not all(isinstance(line, str) and 0 < len(line) <= MAX_ID for line in ids):
         return f"line_ids must hold line ids (text of 1 to {MAX_ID} characters)"
     if len(set(ids)) < len(ids):

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from . import cancellation, completion, confirmation, contract, payment, shipping
+from . import after_sales, cancellation, completion, confirmation, contract, payment, shipping
 from . import status as st
 from .order import Change, Rejected, copy_order, encoded_size, new_order
 from .policy import Policy
@@ -23,8 +23,9 @@ ORPHAN_GRACE = "ORPHAN_GRACE"
 _DAY = 86_400_000
 FORGET = "FORGET"  # a finished order's retention ends; while an after-sales case is open it is kept
 
-EVENT_RULES = {**payment.EVENTS, **cancellation.EVENTS, **shipping.EVENTS, **completion.EVENTS}
-DEADLINE_RULES = {**payment.DEADLINES, **cancellation.DEADLINES, **shipping.DEADLINES, **completion.DEADLINES}
+EVENT_RULES = {**payment.EVENTS, **cancellation.EVENTS, **shipping.EVENTS, **completion.EVENTS, **after_sales.EVENTS}
+DEADLINE_RULES = {**payment.DEADLINES, **cancellation.DEADLINES, **shipping.DEADLINES, **completion.DEADLINES,
+                  **after_sales.DEADLINES}
 assert set(EVENT_RULES) == set(contract.ESSENTIAL), "every event type of the contract needs a rule"
 # Events that add to a list of the order, with the limit (Limits) of that list.
 _CAPPED = {"LOGISTICS_UPDATE": ("tracking", "tracking_updates"), "DELIVERY_FAILED": ("tracking", "tracking_updates"),
@@ -46,7 +47,8 @@ class Step:
 
 
 def _deadline_rule(name: str):
-    return payment.payment_reminder if payment.is_reminder(name) else DEADLINE_RULES.get(name)
+    """The rule of a deadline; one per after-sales case is named KIND:case_id."""
+    return payment.payment_reminder if payment.is_reminder(name) else DEADLINE_RULES.get(name.split(":", 1)[0])
 
 
 def advance(order: dict | None, now: int, policy: Policy) -> Step:

@@ -87,8 +87,14 @@ class Change:
         self.outputs.append({"output": output, "output_id": output_id(oid, self.cause, len(self.outputs)),
                              "order_id": oid, "at": self.at, **fields})
 
+    def emit(self, output: str, **fields) -> None:
+        """An output of another kind (an after-sales case's update), with the order's region and shop."""
+        self._emit(output, region=self.order.get("region"), shop_id=self.order.get("shop_id"),
+                   event_id=self.event_id, **fields)
+
     def move(self, to: str, reason: str, initiator: str | None = None, cancel_reason: str | None = None) -> None:
-        """Change status and publish it; a terminal status ends every pending deadline. A cancel by
+        """Change status and publish it; a terminal status ends every pending deadline (but an after-sales
+        case's). A cancel by
         the seller or an operator names its `cancel_reason` from the region's catalogue."""
         order = self.order
         from_status = order["status"]
@@ -102,8 +108,8 @@ class Change:
         if to == st.CANCELLED:
             order["cancel_reason"], order["cancel_initiator"] = reason, initiator
             order["conditions"] = {}
-        if to in st.TERMINAL:
-            order["deadlines"] = {}
+        if to in st.TERMINAL:  # an after-sales case's deadlines (KIND:case_id) outlive the order's completion
+            order["deadlines"] = {name: due for name, due in order["deadlines"].items() if ":" in name}
         self._emit("status_change", from_status=from_status, to_status=to, reason=reason,
                    region=order.get("region"), shop_id=order.get("shop_id"), event_id=self.event_id, **extra)
 

@@ -45,6 +45,8 @@ class RegionRules:
     timezone: str = "UTC"
     holidays: str = ""  # country code of the public-holiday calendar
     remorse_period: int = 0  # a paid order is ON_HOLD this long first (0: no hold)
+    after_sales_response: int = 48 * 3_600_000  # the seller's time to answer an after-sales case
+    return_ship_window: int = 7 * 86_400_000  # the buyer's time to ship a return back once approved
     # The reasons a seller or an operator may give for a cancel; None: any reason.
     cancel_reasons: dict[str, tuple[str, ...]] | None = None
 
@@ -88,7 +90,7 @@ _DURATION_KEYS = (
 
 
 # Settings added after the first policy files were written: without them, a policy behaves as before.
-_LATER_KEYS = ("remorse_period", "cancel_reasons")
+_LATER_KEYS = ("remorse_period", "cancel_reasons", "after_sales_response", "return_ship_window")
 CANCEL_INITIATORS = ("SELLER", "OPERATOR")  # whose cancels name a reason from the catalogue
 
 
@@ -124,6 +126,8 @@ def _rules(region: str, settings: dict) -> RegionRules:
             timezone=settings.get("timezone", "UTC"),
             holidays=settings.get("holidays", ""),
             remorse_period=parse_duration(settings.get("remorse_period", "0m")),
+            after_sales_response=parse_duration(settings.get("after_sales_response", "48h")),
+            return_ship_window=parse_duration(settings.get("return_ship_window", "7d")),
             cancel_reasons=_catalogue(region, settings["cancel_reasons"]) if "cancel_reasons" in settings else None,
             **{key: parse_duration(settings[key]) for key in _DURATION_KEYS},
         )

@@ -7,7 +7,8 @@ import pytest
 from orderflow.streams.api.order_query import Filters, Query, QueryError
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.lifecycle import Policy
-from support.orders import DAY, HOUR, T0, cancel_request, created, delivered, failed, paid, redelivery, shipped, update
+from support.orders import (DAY, HOUR, T0, after_sales, cancel_request, case_response, created, delivered, failed,
+                            paid, redelivery, return_received, return_shipped, shipped, update)
 
 
 def book_of(*stories: list[dict], until: int) -> dict[str, dict]:
@@ -73,6 +74,23 @@ def test_action_needed_is_a_condition_waiting_for_the_seller():
                      [created("done", T0), paid("done", T0), shipped("done", T0 + HOUR),
                       delivered("done", T0 + DAY)], until=T0 + 2 * DAY)
     assert in_view(orders, T0 + 2 * DAY, action_needed=1) == ["asked", "failed"]
+
+
+def test_an_after_sales_case_needs_action_while_it_is_the_seller_s_turn():
+    """Asked (an answer is due), a refund or a replacement due: the seller's turn. An approved return
+    waits for the buyer, a return on its way for the carrier, a closed case for nobody."""
+    def case(order_id, kind, *steps):
+        return [created(order_id, T0), paid(order_id, T0), shipped(order_id, T0 + HOUR),
+                delivered(order_id, T0 + DAY), after_sales(order_id, T0 + DAY + HOUR, kind, case_id="c"),
+                *[step(order_id, T0 + DAY + (n + 2) * HOUR, "c") for n, step in enumerate(steps)]]
+    orders = book_of(case("asked", "RETURN"), case("approved-return", "RETURN", case_response),
+                     case("on-its-way", "RETURN", case_response, return_shipped),
+                     case("received", "RETURN", case_response, return_shipped, return_received),
+                     case("refund-due", "REFUND", case_response), case("repair-due", "REPAIR", case_response),
+                     case("rejected", "REFUND", lambda o, at, c: case_response(o, at, c, "REJECT")),
+                     until=T0 + DAY + 10 * HOUR)
+    assert in_view(orders, T0 + DAY + 10 * HOUR, action_needed=1) == ["asked", "received", "refund-due",
+                                                                       "repair-due"]
 
 
 def test_the_urgency_views_need_the_time_they_are_judged_at_and_a_known_name():

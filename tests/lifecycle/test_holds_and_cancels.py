@@ -262,12 +262,13 @@ def test_amounts_are_exact_decimals():
 
 @pytest.mark.parametrize("made, problem", [
     (seller_cancelled("o", T0, line_ids=["1"]) | {"line_ids": []},
-     "line_ids must be a list of 1 to 500 line ids (leave it out to cancel the whole order)"),
+     "line_ids must be a list of 1 to 500 line ids (leave it out for the whole order)"),
     (seller_cancelled("o", T0) | {"line_ids": ["1", "1"]}, "line_ids names a line twice"),
     (seller_cancelled("o", T0) | {"line_ids": ["1", 2]}, "line_ids must hold line ids (text of 1 to 128 characters)"),
-    (seller_cancelled("o", T0) | {"line_ids": "1"}, "line_ids must be a list of 1 to 500 line ids (leave it out to "
-                                                    "cancel the whole order)"),
-    (operator_cancelled("o", T0) | {"line_ids": ["1"]}, "line_ids is for SELLER_CANCELLED only"),
+    (seller_cancelled("o", T0) | {"line_ids": "1"}, "line_ids must be a list of 1 to 500 line ids (leave it out "
+                                                    "for the whole order)"),
+    (operator_cancelled("o", T0) | {"line_ids": ["1"]},
+     "line_ids is for SELLER_CANCELLED and AFTER_SALES_REQUESTED only"),
     (operator_cancelled("o", T0) | {"reason": 123}, "reason must be text"),
     (created("o", line_items=[{**lines(1)[0], "line_id": "a,b"}]),
      "line item 1: line_id must be text without commas (or absent: lines are then numbered 1, 2, ...)"),

@@ -1,7 +1,7 @@
 """Property-based tests of the lifecycle core, through the replay, over random event sequences.
 
 Each example is a delivery: the events of 1 to 4 orders, as a random walk per order
-over the 15 event types of the contract (mostly the step a real order would take
+over the 19 event types of the contract (mostly the step a real order would take
 next, sometimes any type at all, so some events are invalid for the status), with
 gaps of 1 minute to 10 days between an order's events (so payment reminders,
 timeouts, ship-by, redelivery and auto-confirm deadlines fire in between), merged
@@ -52,7 +52,8 @@ from support.orders import DAY, HOUR, MIN, T0
 POLICY = build.policy_with(GB='remorse_period = "1h"')
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-ALL_TYPES = tuple(contract.ESSENTIAL)  # the 15 event types of the contract
+ALL_TYPES = tuple(contract.ESSENTIAL)  # the 19 event types of the contract
+CASES = st.sampled_from(("c1", "c2"))  # after-sales case ids: events name one of two
 REGIONS = ("GB", "SG", "VN")
 ON_THE_WAY = (statuses.AWAITING_COLLECTION, statuses.IN_TRANSIT)
 RECEIVED = (statuses.DELIVERED, statuses.COMPLETED)
@@ -93,9 +94,20 @@ def make_event(draw, kind: str, order_id: str, at: int, event_id: str) -> dict:
     elif kind == "REVIEW_POSTED":
         made = build.review(order_id, at, draw(st.integers(1, 5)))
     elif kind == "AFTER_SALES_REQUESTED":
-        made = build.after_sales(order_id, at, draw(st.sampled_from(contract.CHOICES["kind"])))
+        lines = draw(st.none() | st.lists(st.sampled_from(("1", "2", "3")), min_size=1, max_size=2, unique=True))
+        made = build.after_sales(order_id, at, draw(st.sampled_from(contract.CHOICES["kind"])), case_id=draw(CASES),
+                                 **({"line_ids": lines} if lines else {}))
     elif kind == "AFTER_SALES_RESOLVED":
-        made = build.after_sales_resolved(order_id, at, draw(st.sampled_from(contract.CHOICES["outcome"])))
+        made = build.after_sales_resolved(order_id, at, draw(st.sampled_from(contract.CHOICES["outcome"])),
+                                          **({"case_id": case} if (case := draw(st.none() | CASES)) else {}))
+    elif kind == "AFTER_SALES_RESPONSE":
+        made = build.case_response(order_id, at, draw(CASES), draw(st.sampled_from(("ACCEPT", "REJECT"))))
+    elif kind == "RETURN_SHIPPED":
+        made = build.return_shipped(order_id, at, draw(CASES))
+    elif kind == "RETURN_RECEIVED":
+        made = build.return_received(order_id, at, draw(CASES))
+    elif kind == "REFUND_ISSUED":
+        made = build.refund_issued(order_id, at, draw(CASES), draw(st.sampled_from(("5.00", "10.00", "50.00", "140.00"))))
     else:  # pragma: no cover - ALL_TYPES is the contract's list
         raise AssertionError(kind)
     made["event_id"] = event_id  # deterministic ids (the builders' global counter is not)
@@ -147,7 +159,8 @@ class Sim:
         if s in RECEIVED:
             kinds = ["BUYER_CONFIRMED_RECEIPT"] * 2 if s == statuses.DELIVERED else []
             kinds += [] if self.reviewed else ["REVIEW_POSTED"]
-            return kinds + ["AFTER_SALES_RESOLVED" if self.case else "AFTER_SALES_REQUESTED"]
+            return kinds + (["AFTER_SALES_RESPONSE", "RETURN_SHIPPED", "RETURN_RECEIVED", "REFUND_ISSUED",
+                             "AFTER_SALES_RESOLVED"] if self.case else ["AFTER_SALES_REQUESTED"])
         return ["ORDER_PAID", "REVIEW_POSTED"]  # CANCELLED: a late payment, or a confused client
 
     def saw(self, e: dict) -> None:
@@ -190,7 +203,7 @@ class Sim:
             self.reviewed = True
         elif kind == "AFTER_SALES_REQUESTED" and s in RECEIVED:
             self.case = True
-        elif kind == "AFTER_SALES_RESOLVED":
+        elif kind in ("AFTER_SALES_RESOLVED", "REFUND_ISSUED"):
             self.case = False
 
 
@@ -212,7 +225,7 @@ def order_walk(draw, order_id: str, start: int, gap=long_gap(), max_events: int 
     """An order's events in event-time order (strictly increasing times).
 
     Each step is, with odds (10 - off_script) in 10, what the order would naturally see next
-    (per `Sim`), else any of the 15 event types. Once the model thinks the order is cancelled,
+    (per `Sim`), else any of the 19 event types. Once the model thinks the order is cancelled,
     the walk stops (half the time, or always without `after_cancel`).
     """
     sim, at, walk = Sim(), start, []
@@ -346,6 +359,8 @@ def summary(outputs: list[dict]) -> list[str]:
             what = f"{o['from_status']}>{o['to_status']}:{o['reason']}"
         elif o["output"] == "dead_letter":
             what = f"dead_letter[{(o['event'] or {}).get('event_id')}]:{o['reason']}"
+        elif o["output"] == "case_update":
+            what = f"case {o['case_id']} {o['from_state']}>{o['to_state']}:{o['reason']}"
         else:
             what = f"{o['output']}:{o['kind']}"
         rows.append(f"{o['order_id']}  {at}  {what}  #{o['output_id'][:8]}")
@@ -386,8 +401,10 @@ def test_nothing_leaves_cancelled_or_completed(delivery, data):
             order = book.orders[order_id]
             assert order["status"] == outs[first]["to_status"]
             assert order["history"][-1]["to_status"] == outs[first]["to_status"]
-            # Only the end of its retention is pending, and not before the retention period is over.
-            assert set(order["deadlines"]) == {"FORGET"}
+            # Only the end of its retention is pending (and its after-sales cases' deadlines), and not
+            # before the retention period is over.
+            assert {name.split(":")[0] for name in order["deadlines"]} <= {
+                "FORGET", "AFTER_SALES_RESPONSE", "RETURN_SHIP_WINDOW"} and "FORGET" in order["deadlines"]
             assert order["deadlines"]["FORGET"] >= outs[first]["at"] + POLICY.default.retention
 
 
@@ -684,13 +701,22 @@ DEADLINE_OF_REASON = {
     "LOGISTICS_FAILURE": "REDELIVERY_WINDOW", "AUTO_CONFIRMED": "AUTO_CONFIRM",
     "REMORSE_PERIOD_ENDED": "REMORSE_PERIOD",
 }
+# After-sales case updates and alerts that only a case's deadline causes (named KIND:case_id).
+DEADLINE_OF_CASE = {"AUTO_APPROVED": "AFTER_SALES_RESPONSE", "RETURN_NOT_SHIPPED": "RETURN_SHIP_WINDOW",
+                    "AFTER_SALES_AUTO_APPROVED": "AFTER_SALES_RESPONSE"}
+
+
+def _case_deadline(name: str | None, fields: dict) -> str | None:
+    return name and f"{name}:{fields['case_id']}"
 
 
 def deadline_of(o: dict) -> str | None:
     if o["output"] == "reminder":
         return o["kind"]  # PAYMENT_REMINDER_15M, ...: named after its deadline
     if o["output"] == "alert":
-        return DEADLINE_OF_KIND.get(o["kind"])
+        return DEADLINE_OF_KIND.get(o["kind"]) or _case_deadline(DEADLINE_OF_CASE.get(o["kind"]), o["detail"])
+    if o["output"] == "case_update":
+        return _case_deadline(DEADLINE_OF_CASE.get(o["reason"]), o)
     if o["output"] == "status_change":
         return DEADLINE_OF_REASON.get(o["reason"])
     if o["output"] == "dead_letter" and "never appeared" in o["reason"]:
@@ -779,3 +805,68 @@ def test_line_cancellations_never_refund_a_line_twice(delivery, data):
         if action == "RELEASE":
             assert count == 1 and (order_id, line, "CONSUME") not in actions, (order_id, line)
     event(f"{sum(1 for o in outputs if o.get('kind') == 'LINES_CANCELLED')} line cancellations")
+
+
+# --- 9: after-sales refunds -----------------------------------------------------------------------
+
+@st.composite
+def after_sales_stories(draw) -> Delivery:
+    """A delivered order of 1 to 3 lines, then 1 to 3 cases, each mostly on its natural path (asked,
+    answered or left unanswered past 48 h, shipped back and received for a return, refunded with an
+    amount around what its lines cost) with steps left out or added at random, and a confirmation;
+    1 minute to 3 days between events, so answers come late and return windows pass."""
+    items = build.lines(draw(st.integers(1, 3)))
+    events = [build.created("o1", T0, line_items=items, total_amount=build.total(items)),
+              build.paid("o1", T0 + MIN), build.shipped("o1", T0 + 2 * HOUR), build.delivered("o1", T0 + DAY)]
+    for n, event_ in enumerate(events):
+        event_["event_id"] = f"o1-d{n}"
+    at, n = T0 + DAY, 0
+    steps = []
+    for case in range(draw(st.integers(1, 3))):
+        case_id = f"c{case + 1}"
+        chosen = draw(st.lists(st.sampled_from([str(k) for k in range(1, len(items) + 1)]), min_size=1,
+                               max_size=len(items), unique=True))
+        cost = build.total([items[int(line) - 1] for line in chosen])
+        steps.append(build.after_sales("o1", 0, draw(st.sampled_from(("RETURN", "REFUND", "REFUND"))),
+                                       case_id=case_id, line_ids=chosen))
+        if draw(st.booleans()):
+            steps.append(build.case_response("o1", 0, case_id, draw(st.sampled_from(("ACCEPT", "ACCEPT", "REJECT")))))
+        steps += [build.return_shipped("o1", 0, case_id), build.return_received("o1", 0, case_id)][
+            :draw(st.integers(0, 2))]
+        amount = draw(st.sampled_from((cost, str(Decimal(cost) + Decimal("0.01")), str(Decimal(cost) / 2))))
+        steps.append(build.refund_issued("o1", 0, draw(st.sampled_from((case_id, "c1"))), amount))
+    steps.insert(draw(st.integers(0, len(steps))), build.confirmed("o1", 0))
+    for made in steps:
+        at += draw(st.integers(MIN, 3 * DAY))
+        events.append({**made, "event_time": at, "event_id": f"o1-a{n}"})
+        n += 1
+    assert all(contract.problem(e) is None for e in events)
+    return Delivery(events)
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(after_sales_stories(), st.data())
+def test_refunds_never_exceed_the_payment_and_no_line_is_refunded_twice(delivery, data):
+    """With random duplicate deliveries mixed in, per order: the cases that reached REFUNDED cover
+    disjoint lines, each refund is at most what its lines cost, and together they never exceed
+    what was paid; every case update starts from the state the previous update of its case left."""
+    events = with_copies(delivery.events, data.draw(redelivered(delivery, max_copies=1), label="copies"))
+    outputs, book = run(events)
+    show("outputs", outputs)
+    for order_id, outs in per_order(outputs).items():
+        updates = [o for o in outs if o["output"] == "case_update"]
+        states: dict[str, str | None] = {}
+        for update in updates:
+            assert update["from_state"] == states.get(update["case_id"]), update
+            states[update["case_id"]] = update["to_state"]
+        order = book.orders.get(order_id)
+        if order is None:
+            continue
+        refunded = [case for case in order["after_sales"] if case.get("state") == "REFUNDED"]
+        covered = [line for case in refunded for line in case["line_ids"]]
+        assert len(covered) == len(set(covered)), f"{order_id}: a line refunded twice"
+        for case in refunded:
+            assert Decimal(case["refunded"]) <= order_lines.amount(order, case["line_ids"])
+        if refunded:
+            assert sum(Decimal(case["refunded"]) for case in refunded) <= Decimal(order["total_amount"])
+            event(f"{len(refunded)} refunds")

@@ -198,8 +198,10 @@ def test_activity_after_completion_extends_the_retention():
 
 
 def test_an_order_with_an_open_after_sales_case_is_not_forgotten():
-    events = [*delivered_order("o"), confirmed("o", T0 + 2 * DAY), after_sales("o", T0 + 3 * DAY)]
-    due = T0 + 3 * DAY + AFTER_SALES + RETENTION
+    # A repair stays open once approved (automatically, 48 h after it was asked for: the order's last
+    # change, from which its retention runs) until it is resolved.
+    events = [*delivered_order("o"), confirmed("o", T0 + 2 * DAY), after_sales("o", T0 + 3 * DAY, "REPAIR")]
+    due = T0 + 5 * DAY + AFTER_SALES + RETENTION
     _, book = run(events, until=due + DAY)
     assert book.orders["o"]["conditions"].get("AFTER_SALES_OPEN")
     assert book.orders["o"]["deadlines"] == {"FORGET": due + AFTER_SALES + RETENTION}

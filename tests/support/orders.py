@@ -101,12 +101,28 @@ def review(order_id: str, at: int, rating: int = 5) -> dict:
     return event("REVIEW_POSTED", order_id, at, rating=rating, comment="great")
 
 
-def after_sales(order_id: str, at: int, kind: str = "RETURN") -> dict:
-    return event("AFTER_SALES_REQUESTED", order_id, at, kind=kind, reason="DAMAGED")
+def after_sales(order_id: str, at: int, kind: str = "RETURN", **fields) -> dict:
+    return event("AFTER_SALES_REQUESTED", order_id, at, kind=kind, reason="DAMAGED", **fields)
 
 
-def after_sales_resolved(order_id: str, at: int, outcome: str = "APPROVED") -> dict:
-    return event("AFTER_SALES_RESOLVED", order_id, at, outcome=outcome)
+def after_sales_resolved(order_id: str, at: int, outcome: str = "APPROVED", **fields) -> dict:
+    return event("AFTER_SALES_RESOLVED", order_id, at, outcome=outcome, **fields)
+
+
+def case_response(order_id: str, at: int, case_id: str, decision: str = "ACCEPT") -> dict:
+    return event("AFTER_SALES_RESPONSE", order_id, at, case_id=case_id, decision=decision, reason="CHECKED")
+
+
+def return_shipped(order_id: str, at: int, case_id: str) -> dict:
+    return event("RETURN_SHIPPED", order_id, at, case_id=case_id, carrier="Evri", tracking_number="EV1")
+
+
+def return_received(order_id: str, at: int, case_id: str) -> dict:
+    return event("RETURN_RECEIVED", order_id, at, case_id=case_id)
+
+
+def refund_issued(order_id: str, at: int, case_id: str, amount: str) -> dict:
+    return event("REFUND_ISSUED", order_id, at, case_id=case_id, amount=amount)
 
 
 def stock_event(event_type: str, sku_id: str, at: int, **fields) -> dict:

@@ -38,7 +38,8 @@ GROUP = "orderflow"  # the workers' consumer group (the Faust app id)
 CHANGELOG = "orderflow-orders-changelog"
 OFFSET_KEY = b"__faust\x00offset__"  # where Faust keeps a partition's changelog offset in its RocksDB
 # Alerts that a deadline raises (the other alerts follow an event).
-DEADLINE_ALERTS = {"SHIP_BY_OVERDUE", "SHIPMENT_STALLED", "REDELIVERY_WINDOW_EXPIRED", "REDELIVERY_DISPATCH_OVERDUE"}
+DEADLINE_ALERTS = {"SHIP_BY_OVERDUE", "SHIPMENT_STALLED", "REDELIVERY_WINDOW_EXPIRED", "REDELIVERY_DISPATCH_OVERDUE",
+                   "AFTER_SALES_AUTO_APPROVED", "RETURN_NOT_SHIPPED"}
 
 
 def sized(small, full):
@@ -82,7 +83,7 @@ def output_view(topic: str, record: dict) -> dict:
 
 def is_deadline_output(topic: str, record: dict) -> bool:
     """Did a deadline (a timer) cause this output, rather than an event?"""
-    if topic == topics.STATUS_CHANGES.name:
+    if topic in (topics.STATUS_CHANGES.name, topics.AFTER_SALES.name):
         return record["event_id"] is None
     if topic == topics.REMINDERS.name:
         return True

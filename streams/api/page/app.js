@@ -9,7 +9,8 @@ const FILTERS = ["region", "shop_id", "sku_id", "created_from", "created_to", "p
 const DEADLINE_WORDS = {SHIP_BY: "ships", UNPAID_TIMEOUT: "auto-cancels", CANCEL_REQUEST_TIMEOUT: "answer due",
                         AUTO_CONFIRM: "completes", REDELIVERY_WINDOW: "redelivery window ends",
                         REDELIVERY_DISPATCH: "redelivery due", SHIPMENT_STALLED: "carrier check",
-                        REMORSE_PERIOD: "hold ends"};
+                        REMORSE_PERIOD: "hold ends", AFTER_SALES_RESPONSE: "case answer due",
+                        RETURN_SHIP_WINDOW: "return due back"};
 const REFRESH_MS = 5000;
 const TOKEN_KEY = "orderflow-token";
 
@@ -87,7 +88,8 @@ function duration(ms) {
 function timeLeft(deadline, now) {
   // "ships in 5 h", "ships overdue 3 h": by the worker's clock, which a demo runs fast.
   if (!deadline) return "";
-  const words = DEADLINE_WORDS[deadline.name] || deadline.name.toLowerCase().replaceAll("_", " ");
+  const kind = deadline.name.split(":")[0];  // an after-sales case's deadlines are KIND:case_id
+  const words = DEADLINE_WORDS[kind] || kind.toLowerCase().replaceAll("_", " ");
   const left = deadline.due_at - now;
   return left >= 0 ? `${words} in ${duration(left)}` : `${words} overdue ${duration(left)}`;
 }
@@ -222,7 +224,8 @@ function showDetail(order, opened) {
   listInto("reviews", order.reviews || [], (review) => `${review.rating}/5 ${review.comment || ""}`);
   listInto("after-sales", order.after_sales || [], (item) =>
     `${item.kind} (${item.reason}), opened ${localTime(item.opened_at, zone)}` +
-    (item.outcome ? `, ${item.outcome}` : ", open"));
+    (item.line_ids ? `, lines ${item.line_ids.join(", ")}` : "") +
+    `, ${item.state || (item.outcome ? "CLOSED" : "REQUESTED")}` + (item.refunded ? ` (refunded ${item.refunded})` : ""));
   $("detail").hidden = false;
   if (opened) $("detail").scrollIntoView();
 }
