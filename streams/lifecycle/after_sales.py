@@ -26,8 +26,7 @@ from .order import Change
 REQUESTED, APPROVED, REJECTED = "REQUESTED", "APPROVED", "REJECTED"
 RETURN_SHIPPED, RETURN_RECEIVED, REFUNDED, CLOSED = "RETURN_SHIPPED", "RETURN_RECEIVED", "REFUNDED", "CLOSED"
 FINAL = frozenset({REJECTED, REFUNDED, CLOSED})
-RESPONSE_DUE = "AFTER_SALES_RESPONSE"  # + ":" + case id: one deadline per case
-RETURN_DUE = "RETURN_SHIP_WINDOW"
+RESPONSE_DUE, RETURN_DUE = st.CASE_DEADLINES  # + ":" + case id: one deadline per case
 _RECEIVED = (st.DELIVERED, st.COMPLETED)
 _REFUNDED_FROM = {"RETURN": RETURN_RECEIVED, "REFUND": APPROVED}
 
@@ -41,6 +40,23 @@ def awaits_seller(case: dict) -> bool:
     return waits for the buyer, a return on its way for the carrier.)"""
     now = state(case)
     return now == REQUESTED or now == RETURN_RECEIVED or (now == APPROVED and case["kind"] != "RETURN")
+
+
+def refunded_lines(order: dict) -> set[str]:
+    """Lines refunded by a case: REFUNDED, or a return or refund closed as APPROVED or COMPLETED by
+    AFTER_SALES_RESOLVED (as every case of the version before states ended)."""
+    every = lines.line_ids(order)
+    return {line for case in order.get("after_sales") or ()
+            if state(case) == REFUNDED or (state(case) == CLOSED and case["kind"] in ("RETURN", "REFUND")
+                                           and case.get("outcome") in ("APPROVED", "COMPLETED"))
+            for line in case.get("line_ids") or every}
+
+
+def refunded_amount(order: dict) -> Decimal:
+    """What was refunded so far: lines the seller cancelled, and cases refunded."""
+    return (sum((Decimal(line["amount"]) for line in lines.cancelled(order).values()), Decimal(0))
+            + sum((Decimal(case["refunded"]) for case in order.get("after_sales") or () if "refunded" in case),
+                  Decimal(0)))
 
 
 def open_cases(order: dict) -> list[dict]:
@@ -99,8 +115,7 @@ def after_sales_requested(change: Change, event: dict) -> None:
                    ", ".join(known)[:200])
     busy = sorted({line for case in open_cases(change.order) for line in case.get("line_ids") or known} & set(wanted))
     change.require(not busy, "line {} has an open after-sales case already", ", ".join(busy)[:200])
-    refunded = sorted({line for case in change.order["after_sales"] if state(case) == REFUNDED
-                       for line in case.get("line_ids") or known} & set(wanted))
+    refunded = sorted(refunded_lines(change.order) & set(wanted))
     change.require(not refunded, "line {} was refunded already", ", ".join(refunded)[:200])
     case = {"case_id": case_id, "kind": event["kind"], "reason": event["reason"], "opened_at": change.at,
             "line_ids": list(wanted)}
@@ -167,9 +182,14 @@ def refund_issued(change: Change, event: dict) -> None:
     ready = _REFUNDED_FROM.get(case["kind"])
     change.require(state(case) == ready, "after-sales case {} ({}, {}) is not due a refund", case["case_id"],
                    case["kind"], state(case))
-    paid = lines.amount(change.order, case.get("line_ids") or lines.open_line_ids(change.order))
-    change.require(Decimal(event["amount"]) <= paid, "a refund of {} is more than the {} paid for the case's lines",
-                   event["amount"], paid)
+    cost = lines.amount(change.order, case.get("line_ids") or lines.open_line_ids(change.order))
+    change.require(Decimal(event["amount"]) <= cost, "a refund of {} is more than the {} the case's lines cost",
+                   event["amount"], cost)
+    paid = change.order.get("paid_amount")
+    if paid is not None:
+        left = Decimal(paid) - refunded_amount(change.order)
+        change.require(Decimal(event["amount"]) <= left, "a refund of {} is more than the {} left of the {} paid "
+                       "(after what was refunded already)", event["amount"], left, paid)
     _move(change, index, REFUNDED, "REFUND_ISSUED", refunded=event["amount"])
 
 

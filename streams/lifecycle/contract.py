@@ -42,6 +42,8 @@ ESSENTIAL: dict[str, tuple[str, ...]] = {
     "REFUND_ISSUED": ("case_id", "amount"),
 }
 _TAKES_LINE_IDS = ("SELLER_CANCELLED", "AFTER_SALES_REQUESTED")
+_TAKES_CASE_ID = ("AFTER_SALES_REQUESTED", "AFTER_SALES_RESPONSE", "RETURN_SHIPPED", "RETURN_RECEIVED", "REFUND_ISSUED",
+                  "AFTER_SALES_RESOLVED")
 
 CHOICES = {
     "decision": ("ACCEPT", "REJECT"),
@@ -107,6 +109,9 @@ def _envelope_problem(event: dict, envelope: tuple[str, ...], essential: dict[st
     missing = [f for f in envelope if event.get(f) in (None, "")]
     if missing:
         return f"missing envelope field {', '.join(missing)}"
+    for name in ("event_id", envelope[2]):  # ids are text (the Avro records' are; a JSON line's may not be)
+        if not isinstance(event[name], str):
+            return f"{name} must be text"
     kind = event["event_type"]
     if kind not in essential:
         return f"unknown event_type {str(kind)[:40]!r}"
@@ -161,9 +166,13 @@ def problem(event: dict) -> str | None:
         return f"rating must be 1 to 5, not {event['rating']!r}"
     if "amount" in ESSENTIAL[kind] and (bad := _amount(event["amount"])):
         return bad
+    if kind == "REFUND_ISSUED" and not (isinstance(event["amount"], str) and Decimal(event["amount"]) > 0):
+        return "amount must be a decimal string above 0"
     for name in ("reason", "case_id"):
-        if event.get(name) is not None and not isinstance(event[name], str):
+        if event.get(name) is not None and not (isinstance(event[name], str) and event[name]):
             return f"{name} must be text"
+    if event.get("case_id") is not None and kind not in _TAKES_CASE_ID:
+        return "case_id is for the after-sales events only"
     if event.get("line_ids") is not None:
         return _line_ids_problem(event["line_ids"]) if kind in _TAKES_LINE_IDS else \
             f"line_ids is for {' and '.join(_TAKES_LINE_IDS)} only"

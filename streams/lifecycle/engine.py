@@ -200,8 +200,10 @@ def _refuse(step: Step, event: dict, reason: str, policy: Policy, cause: str | N
 
 
 def _settles(before: dict, after: dict) -> bool:
-    """Did the step change the order's status or close one of its open conditions?"""
-    return after["status"] != before["status"] or not after["conditions"].keys() >= before["conditions"].keys()
+    """Did the step change the order's status, close one of its open conditions or move an after-sales
+    case (whose number the order's limit on cases bounds)?"""
+    return (after["status"] != before["status"] or not after["conditions"].keys() >= before["conditions"].keys()
+            or after.get("after_sales") is not before.get("after_sales"))
 
 
 def _retain(change: Change) -> None:

@@ -108,8 +108,9 @@ class Change:
         if to == st.CANCELLED:
             order["cancel_reason"], order["cancel_initiator"] = reason, initiator
             order["conditions"] = {}
-        if to in st.TERMINAL:  # an after-sales case's deadlines (KIND:case_id) outlive the order's completion
-            order["deadlines"] = {name: due for name, due in order["deadlines"].items() if ":" in name}
+        if to in st.TERMINAL:
+            order["deadlines"] = {name: due for name, due in order["deadlines"].items()
+                                  if name.split(":", 1)[0] in st.CASE_DEADLINES}
         self._emit("status_change", from_status=from_status, to_status=to, reason=reason,
                    region=order.get("region"), shop_id=order.get("shop_id"), event_id=self.event_id, **extra)
 

@@ -43,4 +43,6 @@ DELIVERY_FAILED = "DELIVERY_FAILED"
 AFTER_SALES_OPEN = "AFTER_SALES_OPEN"
 OUT_OF_STOCK = "OUT_OF_STOCK"  # the warehouse could not reserve every unit of the order
 PRICE_MISMATCH = "PRICE_MISMATCH"  # a line's price differs from the catalogue price at order time
+# Deadlines of an after-sales case, named KIND:case_id: they outlive the order's completion.
+CASE_DEADLINES = ("AFTER_SALES_RESPONSE", "RETURN_SHIP_WINDOW")
 CONDITIONS = (LATE_DISPATCH, CANCEL_REQUESTED, DELIVERY_FAILED, AFTER_SALES_OPEN, OUT_OF_STOCK, PRICE_MISMATCH)

@@ -2,12 +2,15 @@
 exact boundaries included."""
 from __future__ import annotations
 
+import pytest
+
 from orderflow.streams.book.order_book import OrderBook
 from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.analytics.facts import METRICS, replay_records
-from orderflow.streams.lifecycle import Policy
+from orderflow.streams.lifecycle import Policy, contract
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolved, case_response, confirmed, created,
-                            delivered, lines, paid, refund_issued, return_received, return_shipped, shipped, total)
+                            delivered, lines, paid, refund_issued, return_received, return_shipped, seller_cancelled,
+                            shipped, total)
 
 POLICY = Policy.load()
 ITEMS = lines(2)  # line 1: 1 x 10.00, line 2: 2 x 20.00
@@ -15,7 +18,7 @@ DELIVERED_AT = T0 + 2 * DAY
 
 
 def delivered_order(order_id="o"):
-    return [created(order_id, line_items=ITEMS, total_amount=total(ITEMS)), paid(order_id, T0 + MIN),
+    return [created(order_id, line_items=ITEMS, total_amount=total(ITEMS)), paid(order_id, T0 + MIN, total(ITEMS)),
             shipped(order_id, T0 + DAY), delivered(order_id, DELIVERED_AT)]
 
 
@@ -97,7 +100,7 @@ def test_a_refund_never_exceeds_what_the_case_s_lines_cost():
     base = [*delivered_order(), after_sales("o", DELIVERED_AT + HOUR, "REFUND", case_id="c1", line_ids=["1"]),
             case_response("o", DELIVERED_AT + 2 * HOUR, "c1")]
     outputs, book = run([*base, refund_issued("o", DELIVERED_AT + 3 * HOUR, "c1", "10.01")])
-    assert dead(outputs) == ["a refund of 10.01 is more than the 10.00 paid for the case's lines"]
+    assert dead(outputs) == ["a refund of 10.01 is more than the 10.00 the case's lines cost"]
     assert book.orders["o"]["after_sales"][0]["state"] == "APPROVED"
     outputs, book = run([*base, refund_issued("o", DELIVERED_AT + 3 * HOUR, "c1", "10.00")])
     assert case_path(outputs)[-1][1] == "APPROVED>REFUNDED:REFUND_ISSUED"
@@ -147,3 +150,40 @@ def test_refunds_are_counted_by_kind_and_reason_in_analytics():
     rows = [m for m in replay_records((Line(n, e) for n, e in enumerate(events, 1)), T0 + 10 * DAY, POLICY)
             if m["metric"] == "after_sales_refunded" and m["granularity"] == "DAY" and m["shop_id"] is None]
     assert rows[-1]["dimension"] == "GBP:REFUND:DAMAGED" and rows[-1]["value"] == "35.50"
+
+
+def test_refunds_never_exceed_what_was_paid_after_cancelled_lines_and_other_cases():
+    """Paid 45.00 for lines worth 50.00 (a voucher); line 2 cancelled before shipping (40.00 refunded):
+    5.00 is left for a refund of line 1."""
+    events = [created("o", line_items=ITEMS, total_amount="45.00"), paid("o", T0 + MIN, "45.00"),
+              seller_cancelled("o", T0 + HOUR, line_ids=["2"]), shipped("o", T0 + DAY), delivered("o", DELIVERED_AT),
+              after_sales("o", DELIVERED_AT + HOUR, "REFUND", case_id="c1"), case_response("o", DELIVERED_AT + 2 * HOUR, "c1")]
+    outputs, _ = run([*events, refund_issued("o", DELIVERED_AT + 3 * HOUR, "c1", "10.00")])
+    assert dead(outputs) == ["a refund of 10.00 is more than the 5.00 left of the 45.00 paid (after what was "
+                             "refunded already)"]
+    outputs, _ = run([*events, refund_issued("o", DELIVERED_AT + 3 * HOUR, "c1", "5.00")])
+    assert case_path(outputs)[-1][1] == "APPROVED>REFUNDED:REFUND_ISSUED"
+
+
+def test_a_return_or_refund_resolved_as_approved_counts_its_lines_refunded():
+    at = DELIVERED_AT + HOUR
+    events = [*delivered_order(), after_sales("o", at, "REFUND", case_id="c1", line_ids=["1"]),
+              after_sales_resolved("o", at + HOUR, "APPROVED", case_id="c1"),
+              after_sales("o", at + 2 * HOUR, "REFUND", case_id="c2", line_ids=["1"]),
+              after_sales("o", at + 3 * HOUR, "REPAIR", case_id="c3", line_ids=["2"]),
+              after_sales_resolved("o", at + 4 * HOUR, "COMPLETED", case_id="c3"),
+              after_sales("o", at + 5 * HOUR, "RETURN", case_id="c4", line_ids=["2"])]
+    outputs, _ = run(events)
+    assert dead(outputs) == ["line 1 was refunded already"]  # a repaired line may still be returned
+    assert case_path(outputs, "c4")[0] == (5 * HOUR + HOUR, "None>REQUESTED:REQUESTED")
+
+
+@pytest.mark.parametrize("made, problem", [
+    (refund_issued("o", T0, "c1", "0"), "amount must be a decimal string above 0"),
+    (refund_issued("o", T0, "c1", "0.00") | {"amount": 5}, "amount must be a decimal string above 0"),
+    (after_sales("o", T0, case_id=""), "case_id must be text"),
+    (delivered("o", T0) | {"case_id": "c1"}, "case_id is for the after-sales events only"),
+    (after_sales("o", T0) | {"event_id": 12345}, "event_id must be text"),
+])
+def test_bad_after_sales_events_are_refused_by_the_contract(made, problem):
+    assert contract.problem(made) == problem

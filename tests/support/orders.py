@@ -30,8 +30,8 @@ def created(order_id: str, at: int = T0, region: str = "GB", shop_id: str = "sho
     return event("ORDER_CREATED", order_id, at, **{**base, **fields})
 
 
-def paid(order_id: str, at: int) -> dict:
-    return event("ORDER_PAID", order_id, at, amount="19.98", payment_method="CARD")
+def paid(order_id: str, at: int, amount: str = "19.98") -> dict:
+    return event("ORDER_PAID", order_id, at, amount=amount, payment_method="CARD")
 
 
 def shipped(order_id: str, at: int) -> dict:
