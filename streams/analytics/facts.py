@@ -98,7 +98,8 @@ def _fact_of(output: dict, order: dict) -> dict | None:
         if output["kind"] in ("SHIP_BY_OVERDUE", "DELIVERY_FAILED"):
             return fact(output["kind"])
         if output["kind"] == "AFTER_SALES_OPENED":
-            return fact("AFTER_SALES_OPENED", case_kind=output["detail"]["case_kind"])
+            return fact("AFTER_SALES_OPENED", case_kind=output["detail"]["case_kind"],
+                        reason=output["detail"].get("reason"))
     return None
 
 
@@ -410,10 +411,19 @@ def _average_rating(head: dict) -> list:
     return [(None, _fixed(Decimal(head["rating_sum"]) / reviews, MONEY_PLACES))] if reviews else []
 
 
-def _after_sales_rate(head: dict) -> list:
-    delivered = head.get("delivered", 0)
-    return [(kind, _fixed(Decimal(n) / delivered, RATE_PLACES))
-            for kind, n in sorted(head.get("after_sales", {}).items())] if delivered else []
+def _after_sales_rate(counted: str) -> Callable[[dict], list]:
+    """Cases opened per order delivered, by the dimension the head counts them under."""
+    def rate(head: dict) -> list:
+        delivered = head.get("delivered", 0)
+        return [(key, _fixed(Decimal(n) / delivered, RATE_PLACES))
+                for key, n in sorted(head.get(counted, {}).items())] if delivered else []
+    return rate
+
+
+def _opened(head: dict, fact: dict) -> None:
+    _inc(head, "after_sales", fact["case_kind"])
+    if fact.get("reason"):  # facts written before v2 have none
+        _inc(head, "after_sales_by_reason", f"{fact['case_kind']}:{fact['reason']}")
 
 
 def _dispatches(head: dict) -> int:
@@ -439,7 +449,8 @@ _METRICS: dict[str, Callable[[dict], list[tuple[str | None, str]]]] = {
     "delivery_failure_rate": lambda head: _ratio(head.get("delivery_failed", 0), _deliveries(head)),
     "average_rating": _average_rating,
     "after_sales_opened": lambda head: _counts(head.get("after_sales", {})),
-    "after_sales_rate": _after_sales_rate,
+    "after_sales_rate": _after_sales_rate("after_sales"),
+    "after_sales_rate_by_reason": _after_sales_rate("after_sales_by_reason"),
     "after_sales_refunded": lambda head: sorted(head.get("refunded", {}).items()),
     "top_sku_units": lambda head: [(sku, str(units)) for sku, units in head.get("top_units", [])],
     "top_sku_sales": lambda head: [(f"{currency}:{sku}", sales) for currency, top in
@@ -456,12 +467,12 @@ _COUNTERS: dict[str, tuple[Callable[[dict, dict], None], tuple[str, ...]]] = {
                                      "cancellations_by_cancel_reason")),
     "SHIPPED_IN_TIME": (lambda head, fact: _inc(head, "shipped_in_time"), ("late_dispatch_rate",)),
     "SHIP_BY_OVERDUE": (lambda head, fact: _inc(head, "ship_by_overdue"), ("late_dispatch_rate",)),
-    "DELIVERED": (lambda head, fact: _inc(head, "delivered"), ("delivery_failure_rate", "after_sales_rate")),
+    "DELIVERED": (lambda head, fact: _inc(head, "delivered"), ("delivery_failure_rate", "after_sales_rate",
+                                                                "after_sales_rate_by_reason")),
     "DELIVERY_FAILED": (lambda head, fact: _inc(head, "delivery_failed"), ("delivery_failure_rate",)),
     "REVIEW_POSTED": (_reviewed, ("average_rating",)),
     "AFTER_SALES_REFUNDED": (_refunded, ("after_sales_refunded",)),
-    "AFTER_SALES_OPENED": (lambda head, fact: _inc(head, "after_sales", fact["case_kind"]),
-                           ("after_sales_opened", "after_sales_rate")),
+    "AFTER_SALES_OPENED": (_opened, ("after_sales_opened", "after_sales_rate", "after_sales_rate_by_reason")),
 }
 
 

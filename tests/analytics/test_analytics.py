@@ -168,6 +168,7 @@ def test_a_gb_day_for_the_whole_region(figures):
         "average_rating": [(None, "3.50")],  # (5 + 2) / 2
         "after_sales_opened": [("RETURN", "1")],  # o1
         "after_sales_rate": [("RETURN", "0.5000")],  # o1's return / 2 delivered
+        "after_sales_rate_by_reason": [("RETURN:DAMAGED", "0.5000")],
         "top_sku_units": [("sku-A", "4"), ("sku-B", "1")],  # paid lines: o1 2 A, o2 1 B + 1 A, o4 1 A
         "top_sku_sales": [("GBP:sku-B", "50.00"), ("GBP:sku-A", "39.96")],  # A: 19.98 + 9.99 + 9.99
     }
@@ -185,6 +186,7 @@ def test_a_gb_day_per_shop(figures):
         "average_rating": [(None, "3.50")],
         "after_sales_opened": [("RETURN", "1")],
         "after_sales_rate": [("RETURN", "0.5000")],
+        "after_sales_rate_by_reason": [("RETURN:DAMAGED", "0.5000")],
         "top_sku_units": [("sku-A", "3"), ("sku-B", "1")],
         "top_sku_sales": [("GBP:sku-B", "50.00"), ("GBP:sku-A", "29.97")],
     }

@@ -143,13 +143,17 @@ def test_a_completed_order_takes_cases_within_the_window_after_delivery_only():
     assert dead(outputs) == [f"the after-sales window of {window // DAY} days after delivery is over"]
 
 
-def test_refunds_are_counted_by_kind_and_reason_in_analytics():
+def test_cases_and_refunds_are_counted_by_kind_and_reason_in_analytics():
     events = [*delivered_order(), after_sales("o", DELIVERED_AT + HOUR, "REFUND", case_id="c1", line_ids=["2"]),
               case_response("o", DELIVERED_AT + 2 * HOUR, "c1"), refund_issued("o", DELIVERED_AT + 3 * HOUR, "c1", "35.50")]
     assert "after_sales_refunded" in METRICS
     rows = [m for m in replay_records((Line(n, e) for n, e in enumerate(events, 1)), T0 + 10 * DAY, POLICY)
             if m["metric"] == "after_sales_refunded" and m["granularity"] == "DAY" and m["shop_id"] is None]
     assert rows[-1]["dimension"] == "GBP:REFUND:DAMAGED" and rows[-1]["value"] == "35.50"
+    records = list(replay_records((Line(n, e) for n, e in enumerate(events, 1)), T0 + 10 * DAY, POLICY))
+    rates = [m for m in records if m["metric"] == "after_sales_rate_by_reason" and m["granularity"] == "DAY"
+             and m["shop_id"] is None]
+    assert (rates[-1]["dimension"], float(rates[-1]["value"])) == ("REFUND:DAMAGED", 1.0)  # 1 case, 1 delivered
 
 
 def test_refunds_never_exceed_what_was_paid_after_cancelled_lines_and_other_cases():
