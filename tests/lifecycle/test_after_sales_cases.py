@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.book.replay import Line, replay
+from orderflow.streams.book.replay import Line
 from orderflow.streams.analytics.facts import METRICS, replay_records
 from orderflow.streams.lifecycle import Policy, contract
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolved, case_response, confirmed, created,
                             delivered, lines, paid, refund_issued, return_received, return_shipped, seller_cancelled,
                             shipped, total)
+from support.replays import replayed
 
 POLICY = Policy.load()
 ITEMS = lines(2)  # line 1: 1 x 10.00, line 2: 2 x 20.00
@@ -23,9 +23,7 @@ def delivered_order(order_id="o"):
 
 
 def run(events, until=T0 + 60 * DAY):
-    book = OrderBook({}, POLICY)
-    outputs = list(replay((Line(n, e) for n, e in enumerate(events, 1)), until, POLICY, book))
-    return outputs, book
+    return replayed(events, until, POLICY)
 
 
 def case_path(outputs, case_id="c1"):

@@ -7,11 +7,11 @@ from decimal import Decimal
 import pytest
 
 from orderflow.streams.api.export import shown_address
-from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.lifecycle import Policy, contract
-from support.orders import (DAY, HOUR, MIN, T0, RecordingRoom, cancel_request, created, delivered, event, lines,
+from support.orders import (DAY, HOUR, MIN, T0, RecordingRoom, cancel_request, created, delivered, early_policy, event,
+                            lines,
                             operator_cancelled, paid, policy_with, seller_cancelled, shipped, total, update)
+from support.replays import replayed, summary
 
 HELD = policy_with(GB='remorse_period = "1h"')  # the UK's hold since December 2023
 PACKAGED = Policy.load()
@@ -20,21 +20,8 @@ HOLD_ENDS = PAID_AT + HOUR
 
 
 def run(events, until=T0 + 30 * DAY, policy=HELD):
-    book, room = OrderBook({}, policy), RecordingRoom()
-    outputs = list(replay((Line(n, e) for n, e in enumerate(events, 1)), until, policy, book, room))
-    return outputs, book, room
-
-
-def summary(outputs):
-    rows = []
-    for o in outputs:
-        if o["output"] == "status_change":
-            rows.append((o["at"] - T0, f"{o['from_status']}>{o['to_status']}:{o['reason']}"))
-        elif o["output"] == "dead_letter":
-            rows.append((o["at"] - T0, f"dead_letter:{o['reason']}"))
-        else:
-            rows.append((o["at"] - T0, f"{o['output']}:{o['kind']}"))
-    return rows
+    room = RecordingRoom()
+    return *replayed(events, until, policy, room), room
 
 
 def requests(room, action):
@@ -219,20 +206,7 @@ def test_a_reason_outside_the_catalogue_is_a_dead_letter_naming_the_allowed_ones
 
 def test_a_policy_without_a_catalogue_takes_any_reason():
     assert PACKAGED.for_region("GB").cancel_reasons is not None  # a policy file written before has none
-    bare = Policy.from_toml("""[default]
-payment_reminders = ["15m"]
-unpaid_timeout = "48h"
-cancel_request_timeout = "48h"
-ship_by = "72h"
-redelivery_window = "7d"
-redelivery_dispatch_business_days = 2
-auto_confirm = "7d"
-shipment_stalled = "5d"
-orphan_grace = "1h"
-after_sales_window = "15d"
-retention = "90d"
-[regions.GB]
-""")
+    bare = early_policy()
     outputs, _, _ = run([created("o"), seller_cancelled("o", T0 + MIN, "BORED")], until=T0 + MIN, policy=bare)
     assert summary(outputs)[-1] == (MIN, "UNPAID>CANCELLED:SELLER_CANCELLED")
     assert bare.for_region("GB").remorse_period == 0

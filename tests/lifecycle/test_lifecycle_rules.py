@@ -3,33 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from orderflow.streams.book.order_book import OrderBook
-from orderflow.streams.book.replay import Line, replay
 from orderflow.streams.lifecycle import Policy
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, after_sales_resolved, cancel_request, cancel_response,
-                            confirmed, created, delivered, event, failed, paid, redelivery, review, seller_cancelled,
-                            shipped, update)
+                            confirmed, created, delivered, early_policy, event, failed, paid, redelivery, review,
+                            seller_cancelled, shipped, update)
+from support.replays import replayed, summary
 
 POLICY = Policy.load()
 
 
 def run(events, until=T0 + 60 * DAY, policy=POLICY):
-    book = OrderBook({}, policy)
-    outputs = list(replay((Line(n, e) for n, e in enumerate(events, 1)), until, policy, book))
-    return outputs, book
-
-
-def summary(outputs):
-    """(at offset from T0, what) for each output: status changes as FROM>TO:REASON, notices by kind."""
-    rows = []
-    for o in outputs:
-        if o["output"] == "status_change":
-            rows.append((o["at"] - T0, f"{o['from_status']}>{o['to_status']}:{o['reason']}"))
-        elif o["output"] == "dead_letter":
-            rows.append((o["at"] - T0, f"dead_letter:{o['reason']}"))
-        else:
-            rows.append((o["at"] - T0, f"{o['output']}:{o['kind']}"))
-    return rows
+    return replayed(events, until, policy)
 
 
 CREATED = (0, "None>UNPAID:CREATED")
@@ -274,23 +258,7 @@ def test_contract_violations_are_dead_lettered_with_their_reason():
 
 
 def test_region_policy_changes_durations_without_code():
-    custom = Policy.from_toml("""
-[default]
-payment_reminders = ["30m"]
-unpaid_timeout = "2h"
-cancel_request_timeout = "48h"
-ship_by = "72h"
-redelivery_window = "7d"
-redelivery_dispatch_business_days = 2
-auto_confirm = "7d"
-shipment_stalled = "5d"
-orphan_grace = "1h"
-after_sales_window = "15d"
-retention = "90d"
-[regions.GB]
-timezone = "Europe/London"
-holidays = "GB"
-""")
+    custom = early_policy(payment_reminders=["30m"], unpaid_timeout="2h")
     rows = summary(run([created("o")], policy=custom)[0])
     assert rows == [CREATED, (30 * MIN, "reminder:PAYMENT_REMINDER_30M"), (2 * HOUR, "UNPAID>CANCELLED:UNPAID_TIMEOUT")]
 

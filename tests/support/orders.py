@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from decimal import Decimal
 from importlib import resources
 
@@ -91,6 +92,16 @@ def policy_text_with(**regions: str) -> str:
         assert f"[regions.{region}]\n" in text, region
         text = text.replace(f"[regions.{region}]\n", f"[regions.{region}]\n{settings}\n")
     return text
+
+
+def early_policy(**changes) -> Policy:
+    """A policy file as written before the optional settings came in (only GB served), with `changes`."""
+    settings = {"payment_reminders": ["15m", "16h"], "unpaid_timeout": "48h", "cancel_request_timeout": "48h",
+                "ship_by": "72h", "redelivery_window": "7d", "redelivery_dispatch_business_days": 2,
+                "auto_confirm": "7d", "shipment_stalled": "5d", "orphan_grace": "1h", "after_sales_window": "15d",
+                "retention": "90d", **changes}
+    lines_ = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    return Policy.from_toml(f"[default]\n{lines_}\n[regions.GB]\ntimezone = \"Europe/London\"\nholidays = \"GB\"\n")
 
 
 def policy_with(**regions: str) -> Policy:
