@@ -76,7 +76,10 @@ def _restoring(app: faust.App, table: faust.Table, on_rebalance, reader: Reader)
     async def restoring_on_rebalance(assigned, revoked, newly_assigned, generation_id=0) -> None:
         await on_rebalance(assigned, revoked, newly_assigned, generation_id)
         changelog = table.changelog_topic.get_topic_name()
-        mine = [tp for tp in newly_assigned if tp.topic == changelog]  # (tables have no standby copies)
+        # Tables keep no standby copies; a leader of an older version may still hand out some: those are
+        # left to Faust.
+        standbys = app.assignor.assigned_standbys()
+        mine = [tp for tp in newly_assigned if tp.topic == changelog and tp not in standbys]
         if mine:
             await read_changelog(table, mine, reader)
     return restoring_on_rebalance
