@@ -38,18 +38,18 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     actions = []
     if after.get("paid_at") is not None and was.get("paid_at") is None:
         actions.append((RESERVE, after["paid_at"], None))
-    if after.get("paid_at") is not None:
+    cancelled = lines.cancelled(after)
+    if after.get("paid_at") is not None and cancelled is not lines.cancelled(was):
         # Lines the seller cancelled on their own release their holds (each line once), before the rest
         # ships: events held for a late creation may pay, cancel lines and ship in one step.
-        newly = [line for line in lines.cancelled(after) if line not in lines.cancelled(was)]
-        for line in newly:
-            actions.append((RELEASE, lines.cancelled(after)[line]["at"], [lines.line_ids(after).index(line)]))
-    open_lines = lines.open_indexes(after)  # a cancelled line's hold is closed already
+        for line in [line for line in cancelled if line not in lines.cancelled(was)]:
+            actions.append((RELEASE, cancelled[line]["at"], [lines.line_ids(after).index(line)]))
+    # A cancelled line's hold is closed already (None: every line, when none was cancelled).
     if after.get("shipped_at") is not None and was.get("shipped_at") is None:
-        actions.append((CONSUME, after["shipped_at"], open_lines))
+        actions.append((CONSUME, after["shipped_at"], lines.open_indexes(after) if cancelled else None))
     elif (after["status"] == st.CANCELLED and was.get("status") != st.CANCELLED
           and after.get("paid_at") is not None and after.get("shipped_at") is None):
-        actions.append((RELEASE, after["cancelled_at"], open_lines))
+        actions.append((RELEASE, after["cancelled_at"], lines.open_indexes(after) if cancelled else None))
     return _requests(after, actions)
 
 
