@@ -7,9 +7,10 @@ xlsxwriter's constant_memory mode).
 
 Personal data: the recipient's name, phone, address lines and postcode are
 masked unless asked for, and left out until the order is released to the
-seller to ship (while unpaid or on hold, and for good if cancelled before). Text cells that a spreadsheet would read as a formula
-are neutralised (OWASP, CSV injection). Times are ISO 8601 in the order's
-region time zone, with its UTC offset.
+seller to ship (while unpaid or on hold, and for good if cancelled before).
+Text cells that a spreadsheet would read as a formula are neutralised (OWASP,
+CSV injection). Times are ISO 8601 in the order's region time zone, with its
+UTC offset.
 """
 from __future__ import annotations
 

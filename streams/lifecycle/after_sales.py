@@ -67,6 +67,10 @@ def _deadline(name: str, case_id: str) -> str:
     return f"{name}:{case_id}"
 
 
+def _index(cases: list[dict], case_id: str) -> int | None:
+    return next((n for n, case in enumerate(cases) if case["case_id"] == case_id), None)
+
+
 def _case(change: Change, event: dict) -> tuple[int, dict]:
     """The case the event names (`case_id`), or the only open one when it names none."""
     cases = change.order["after_sales"]
@@ -75,9 +79,16 @@ def _case(change: Change, event: dict) -> tuple[int, dict]:
         opened = [n for n, case in enumerate(cases) if state(case) not in FINAL]
         change.require(len(opened) == 1, "name the case (case_id): {} cases are open", len(opened))
         return opened[0], cases[opened[0]]
-    found = [n for n, case in enumerate(cases) if case["case_id"] == wanted]
-    change.require(bool(found), "the order has no after-sales case {}", str(wanted)[:128])
-    return found[0], cases[found[0]]
+    index = _index(cases, wanted)
+    change.require(index is not None, "the order has no after-sales case {}", str(wanted)[:128])
+    return index, cases[index]
+
+
+def _due_case(change: Change, deadline: str, waiting: str) -> int | None:
+    """The index of the case a deadline (KIND:case_id) is for, if the case still is `waiting`."""
+    cases = change.order["after_sales"]
+    index = _index(cases, deadline.split(":", 1)[1])
+    return index if index is not None and state(cases[index]) == waiting else None
 
 
 def _move(change: Change, index: int, to: str, reason: str, **fields) -> dict:
@@ -110,9 +121,7 @@ def after_sales_requested(change: Change, event: dict) -> None:
                    "after-sales case {} exists already", case_id[:128])
     known = lines.open_line_ids(change.order)  # a line cancelled before shipping was never delivered
     wanted = event.get("line_ids") or known
-    unknown = [line for line in wanted if line not in known]
-    change.require(not unknown, "the order has no line {} (its lines: {})", ", ".join(unknown)[:200],
-                   ", ".join(known)[:200])
+    change.forbid(lines.unknown(wanted, known))
     busy = sorted({line for case in open_cases(change.order) for line in case.get("line_ids") or known} & set(wanted))
     change.require(not busy, "line {} has an open after-sales case already", ", ".join(busy)[:200])
     refunded = sorted(refunded_lines(change.order) & set(wanted))
@@ -144,21 +153,19 @@ def _approve(change: Change, index: int, reason: str, answer: str | None = None)
 
 def response_due(change: Change, deadline: str) -> None:
     """Unanswered in time: the platform approves the case."""
-    case_id = deadline.split(":", 1)[1]
-    found = [n for n, case in enumerate(change.order["after_sales"]) if case["case_id"] == case_id]
-    if found and state(change.order["after_sales"][found[0]]) == REQUESTED:
-        _approve(change, found[0], "AUTO_APPROVED")
-        change.notify("alert", "AFTER_SALES_AUTO_APPROVED", case_id=case_id,
-                      case_kind=change.order["after_sales"][found[0]]["kind"])
+    index = _due_case(change, deadline, REQUESTED)
+    if index is not None:
+        _approve(change, index, "AUTO_APPROVED")
+        case = change.order["after_sales"][index]
+        change.notify("alert", "AFTER_SALES_AUTO_APPROVED", case_id=case["case_id"], case_kind=case["kind"])
 
 
 def return_due(change: Change, deadline: str) -> None:
     """Approved, never shipped back in time: the case closes."""
-    case_id = deadline.split(":", 1)[1]
-    found = [n for n, case in enumerate(change.order["after_sales"]) if case["case_id"] == case_id]
-    if found and state(change.order["after_sales"][found[0]]) == APPROVED:
-        _move(change, found[0], CLOSED, "RETURN_NOT_SHIPPED")
-        change.notify("alert", "RETURN_NOT_SHIPPED", case_id=case_id)
+    index = _due_case(change, deadline, APPROVED)
+    if index is not None:
+        case = _move(change, index, CLOSED, "RETURN_NOT_SHIPPED")
+        change.notify("alert", "RETURN_NOT_SHIPPED", case_id=case["case_id"])
 
 
 def return_shipped(change: Change, event: dict) -> None:

@@ -40,23 +40,16 @@ def seller_cancelled(change: Change, event: dict) -> None:
         change.require_status("SELLER_CANCELLED with line_ids", *_LINES_CANCELLABLE)
     else:
         change.require_status("SELLER_CANCELLED", st.UNPAID, *_LINES_CANCELLABLE)
-    _require_catalogued(change, "SELLER", event["reason"])
+    change.forbid(change.rules.cancel_reason_problem("SELLER", event["reason"]))
     if wanted:
-        known, gone = lines.line_ids(change.order), lines.cancelled(change.order)
-        unknown = [line for line in wanted if line not in known]
-        change.require(not unknown, "the order has no line {} (its lines: {})", ", ".join(unknown)[:200],
-                       ", ".join(known)[:200])
+        change.forbid(lines.unknown(wanted, lines.line_ids(change.order)))
+        gone = lines.cancelled(change.order)
         again = [line for line in wanted if line in gone]
         change.require(not again, "line {} is cancelled already", ", ".join(again)[:200])
         if set(lines.open_line_ids(change.order)) - set(wanted):
             _cancel_lines(change, wanted, event["reason"])
             return
     change.move(st.CANCELLED, "SELLER_CANCELLED", initiator="SELLER", cancel_reason=event["reason"])
-
-
-def _require_catalogued(change: Change, initiator: str, reason: str) -> None:
-    why = change.rules.cancel_reason_problem(initiator, reason)
-    change.require(why is None, "{}", why)
 
 
 def _cancel_lines(change: Change, wanted: list[str], reason: str) -> None:
@@ -78,7 +71,7 @@ def _cancel_lines(change: Change, wanted: list[str], reason: str) -> None:
 
 def operator_cancelled(change: Change, event: dict) -> None:
     change.require_status("OPERATOR_CANCELLED", *_OPERATOR_CANCELLABLE)
-    _require_catalogued(change, "OPERATOR", event["reason"])
+    change.forbid(change.rules.cancel_reason_problem("OPERATOR", event["reason"]))
     change.move(st.CANCELLED, "OPERATOR_CANCELLED", initiator="OPERATOR", cancel_reason=event["reason"])
 
 

@@ -2,9 +2,9 @@
 
 A line is named by the `line_id` its ORDER_CREATED gave it, or by its place
 in the order ("1", "2", ...) when it has none. The warehouse's answers and the
-stock requests count lines from 0 by place (confirmation.py): `index_of` maps
-one to the other. A seller may cancel some lines and ship the rest; the
-cancelled ones are kept as `cancelled_lines` (line id -> when, why, amount).
+stock requests count lines from 0 by place (confirmation.py). A seller may
+cancel some lines and ship the rest; the cancelled ones are kept as
+`cancelled_lines` (line id -> when, why, amount).
 """
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def open_indexes(order: dict) -> list[int]:
     """Places (from 0, as stock requests count them) of the lines not cancelled."""
     gone = cancelled(order)
     return [n for n, line in enumerate(line_ids(order)) if line not in gone]
+
+
+def unknown(wanted: list[str], known: list[str]) -> str | None:
+    """Why lines an event names are not among the order's `known` ones, or None."""
+    missing = [line for line in wanted if line not in known]
+    return f"the order has no line {', '.join(missing)[:200]} (its lines: {', '.join(known)[:200]})" if missing else None
 
 
 def amount(order: dict, ids) -> Decimal:

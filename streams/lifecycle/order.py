@@ -78,6 +78,11 @@ class Change:
         if not allowed:
             raise Rejected(why.format(*args) if args else why)
 
+    def forbid(self, problem: str | None) -> None:
+        """Reject the event with `problem`, when there is one."""
+        if problem:
+            raise Rejected(problem)
+
     def require_status(self, event_type: str, *statuses: str) -> None:
         self.require(self.status in statuses, "{} is not allowed in status {} (only in {})",
                      event_type, self.status, ", ".join(statuses))
@@ -94,8 +99,7 @@ class Change:
 
     def move(self, to: str, reason: str, initiator: str | None = None, cancel_reason: str | None = None) -> None:
         """Change status and publish it; a terminal status ends every pending deadline (but an after-sales
-        case's). A cancel by
-        the seller or an operator names its `cancel_reason` from the region's catalogue."""
+        case's). A cancel by the seller or an operator names its `cancel_reason` from the region's catalogue."""
         order = self.order
         from_status = order["status"]
         order["status"] = to

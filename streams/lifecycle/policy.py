@@ -89,8 +89,10 @@ _DURATION_KEYS = (
 )
 
 
-# Settings added after the first policy files were written: without them, a policy behaves as before.
-_LATER_KEYS = ("remorse_period", "cancel_reasons", "after_sales_response", "return_ship_window")
+# Settings added after the first policy files were written: without them, a policy behaves as before
+# (RegionRules' defaults).
+_LATER_DURATIONS = ("remorse_period", "after_sales_response", "return_ship_window")
+_LATER_KEYS = (*_LATER_DURATIONS, "cancel_reasons")
 CANCEL_INITIATORS = ("SELLER", "OPERATOR")  # whose cancels name a reason from the catalogue
 
 
@@ -125,11 +127,9 @@ def _rules(region: str, settings: dict) -> RegionRules:
             redelivery_dispatch_business_days=int(settings["redelivery_dispatch_business_days"]),
             timezone=settings.get("timezone", "UTC"),
             holidays=settings.get("holidays", ""),
-            remorse_period=parse_duration(settings.get("remorse_period", "0m")),
-            after_sales_response=parse_duration(settings.get("after_sales_response", "48h")),
-            return_ship_window=parse_duration(settings.get("return_ship_window", "7d")),
             cancel_reasons=_catalogue(region, settings["cancel_reasons"]) if "cancel_reasons" in settings else None,
             **{key: parse_duration(settings[key]) for key in _DURATION_KEYS},
+            **{key: parse_duration(settings[key]) for key in _LATER_DURATIONS if key in settings},
         )
     except KeyError as exc:
         raise ValueError(f"region policy {region}: missing setting {exc.args[0]}") from None

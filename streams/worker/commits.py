@@ -12,10 +12,10 @@ one per commit). Here the two are merged as a set, and a skipped range counts
 only up to the highest acknowledged offset: the records past it that the
 agent dropped for the re-read are not processed yet, and Faust's whole-range
 count (hidden so far by the crawl) would commit past them. The same head
-rule, the same bookkeeping, under Faust's ack lock. (faust-streaming 0.15.3: Consumer._new_offset,
-`_acked`, `_acked_index`, `_gap`, `_committed_offset`, `ack_lock`; the same flaw is
-robinhood/faust#625 and #559. tests/worker/test_commits.py fails when an
-upgrade changes what this relies on.)
+rule, the same bookkeeping, under Faust's ack lock. (faust-streaming 0.15.3:
+Consumer._new_offset, `_acked`, `_acked_index`, `_gap`, `_committed_offset`,
+`ack_lock`; the same flaw is robinhood/faust#625 and #559.
+tests/worker/test_commits.py fails when an upgrade changes what this relies on.)
 """
 from __future__ import annotations
 
