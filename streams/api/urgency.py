@@ -21,7 +21,8 @@ from orderflow.streams.lifecycle.shipping import awaiting_redelivery_request, sh
 WITHIN = 24 * 3600 * 1000
 DUE = ("ship_within_24h", "auto_cancel_within_24h", "overdue")
 # The statuses each view can hold (a listing walks only those).
-DUE_STATUSES = {"ship_within_24h": (st.AWAITING_SHIPMENT,), "overdue": (st.AWAITING_SHIPMENT,),
+_TO_SHIP = (st.AWAITING_SHIPMENT, st.PARTIALLY_SHIPPING)
+DUE_STATUSES = {"ship_within_24h": _TO_SHIP, "overdue": _TO_SHIP,
                 "auto_cancel_within_24h": st.STATUSES}
 _SELLERS_TURN = (st.CANCEL_REQUESTED, st.OUT_OF_STOCK, st.PRICE_MISMATCH)
 

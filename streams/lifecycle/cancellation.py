@@ -2,14 +2,14 @@
 hold, the seller's own cancel (of the whole order or of some lines), an operator's cancel."""
 from __future__ import annotations
 
-from . import lines
+from . import lines, shipping
 from . import status as st
 from .order import Change
 
 CANCEL_REQUEST_TIMEOUT = "CANCEL_REQUEST_TIMEOUT"
 # What an operator (fraud, policy) may still cancel: anything not yet received or finished.
 _OPERATOR_CANCELLABLE = (st.UNPAID, st.ON_HOLD, st.AWAITING_SHIPMENT, st.AWAITING_COLLECTION, st.IN_TRANSIT)
-_LINES_CANCELLABLE = (st.ON_HOLD, st.AWAITING_SHIPMENT)
+_LINES_CANCELLABLE = (st.ON_HOLD, st.AWAITING_SHIPMENT, st.PARTIALLY_SHIPPING)
 
 
 def buyer_cancel_requested(change: Change, event: dict) -> None:
@@ -34,20 +34,23 @@ def seller_cancel_response(change: Change, event: dict) -> None:
 
 
 def seller_cancelled(change: Change, event: dict) -> None:
-    """The whole order, or (`line_ids`, while it waits to ship) some of its lines."""
+    """The whole order, or (`line_ids`, while they wait to ship) some of its lines."""
     wanted = event.get("line_ids")
     if wanted:
         change.require_status("SELLER_CANCELLED with line_ids", *_LINES_CANCELLABLE)
     else:
-        change.require_status("SELLER_CANCELLED", st.UNPAID, *_LINES_CANCELLABLE)
+        change.require_status("SELLER_CANCELLED", st.UNPAID, st.ON_HOLD, st.AWAITING_SHIPMENT)
     change.forbid(change.rules.cancel_reason_problem("SELLER", event["reason"]))
     if wanted:
         change.forbid(lines.unknown(wanted, lines.line_ids(change.order)))
         gone = lines.cancelled(change.order)
         again = [line for line in wanted if line in gone]
         change.require(not again, "line {} is cancelled already", ", ".join(again)[:200])
+        shipped = [line for line in wanted if line in shipping.shipped_line_ids(change.order)]
+        change.require(not shipped, "line {} shipped already", ", ".join(shipped)[:200])
         if set(lines.open_line_ids(change.order)) - set(wanted):
             _cancel_lines(change, wanted, event["reason"])
+            shipping.settle_lines(change)  # cancelling what was left to ship: the order follows its packages
             return
     change.move(st.CANCELLED, "SELLER_CANCELLED", initiator="SELLER", cancel_reason=event["reason"])
 
@@ -57,9 +60,7 @@ def _cancel_lines(change: Change, wanted: list[str], reason: str) -> None:
     (confirmation.stock_requests) and a stock or price problem that only they had is closed."""
     order = change.order
     refund = lines.amount(order, wanted)
-    order["cancelled_lines"] = {**lines.cancelled(order),
-                                **{line: {"at": change.at, "reason": reason, "amount": str(lines.amount(order, [line]))}
-                                   for line in wanted}}
+    lines.cancel(order, wanted, change.at, reason)
     still_open = {str(n) for n in lines.open_indexes(order)}
     for problem in (st.OUT_OF_STOCK, st.PRICE_MISMATCH):
         condition = order["conditions"].get(problem)

@@ -16,7 +16,7 @@ closed, or never opened), so a live worker ends where a replay does.
 """
 from __future__ import annotations
 
-from . import lines
+from . import lines, shipping
 from . import status as st
 from .order import Change, output_id
 
@@ -44,12 +44,17 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
         # ships: events held for a late creation may pay, cancel lines and ship in one step.
         for line in [line for line in cancelled if line not in lines.cancelled(was)]:
             actions.append((RELEASE, cancelled[line]["at"], [lines.line_ids(after).index(line)]))
-    # A cancelled line's hold is closed already (None: every line, when none was cancelled).
-    if after.get("shipped_at") is not None and was.get("shipped_at") is None:
-        actions.append((CONSUME, after["shipped_at"], lines.open_indexes(after) if cancelled else None))
-    elif (after["status"] == st.CANCELLED and was.get("status") != st.CANCELLED
-          and after.get("paid_at") is not None and after.get("shipped_at") is None):
-        actions.append((RELEASE, after["cancelled_at"], lines.open_indexes(after) if cancelled else None))
+    # Each package consumes its own lines' holds; a cancel releases the holds of the open lines not
+    # shipped (a cancelled line's hold is closed already).
+    ids = lines.line_ids(after)
+    shipped_before = {package["package_id"] for package in shipping.packages(was)}
+    for package in shipping.packages(after):
+        if package["package_id"] not in shipped_before:
+            actions.append((CONSUME, package["shipped_at"], [ids.index(line) for line in package["line_ids"]]))
+    if (after["status"] == st.CANCELLED and was.get("status") != st.CANCELLED
+            and after.get("paid_at") is not None):
+        left = set(shipping.unshipped_line_ids(after))
+        actions.append((RELEASE, after["cancelled_at"], [n for n, line in enumerate(ids) if line in left]))
     return _requests(after, actions)
 
 

@@ -48,6 +48,12 @@ def amount(order: dict, ids) -> Decimal:
                 for line, item in zip(line_ids(order), order.get("line_items") or ()) if line in chosen), Decimal(0))
 
 
+def cancel(order: dict, ids: list[str], at: int, reason: str) -> None:
+    """Record the lines `ids` as cancelled on their own (the order keeps its other lines)."""
+    order["cancelled_lines"] = {**cancelled(order), **{line: {"at": at, "reason": reason,
+                                                               "amount": str(amount(order, [line]))} for line in ids}}
+
+
 def status_of(order: dict, line: str) -> str:
     """A line's own status: CANCELLED once cancelled on its own, else its order's."""
     return "CANCELLED" if line in cancelled(order) else order["status"]

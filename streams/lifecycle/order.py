@@ -20,13 +20,13 @@ from .policy import RegionRules
 # Containers that a step may change; everything inside them is replaced, never edited.
 # `seen`: ids of the events applied (or held); `rejected`: ids of the latest rejected ones.
 _CONTAINERS = ("conditions", "deadlines", "history", "tracking", "reviews", "after_sales", "seen", "early",
-               "rejected")
+               "rejected", "packages")
 
 
 def new_order(order_id: str) -> dict:
     """An order known only by id: events for it arrived before its creation."""
     return {"order_id": order_id, "status": None, "conditions": {}, "deadlines": {}, "history": [],
-            "tracking": [], "reviews": [], "after_sales": [], "seen": [], "early": [], "rejected": []}
+            "tracking": [], "reviews": [], "after_sales": [], "seen": [], "early": [], "rejected": [], "packages": []}
 
 
 def copy_order(order: dict) -> dict:

@@ -4,19 +4,21 @@ from __future__ import annotations
 UNPAID = "UNPAID"
 ON_HOLD = "ON_HOLD"  # paid, in the buyer's remorse period: not to be shipped yet (region policy)
 AWAITING_SHIPMENT = "AWAITING_SHIPMENT"
+PARTIALLY_SHIPPING = "PARTIALLY_SHIPPING"  # some lines handed over in packages, others still to ship
 AWAITING_COLLECTION = "AWAITING_COLLECTION"  # handed over, not yet scanned in
 IN_TRANSIT = "IN_TRANSIT"
 DELIVERED = "DELIVERED"
 COMPLETED = "COMPLETED"
 CANCELLED = "CANCELLED"
 
-STATUSES = (UNPAID, ON_HOLD, AWAITING_SHIPMENT, AWAITING_COLLECTION, IN_TRANSIT, DELIVERED, COMPLETED, CANCELLED)
+STATUSES = (UNPAID, ON_HOLD, AWAITING_SHIPMENT, PARTIALLY_SHIPPING, AWAITING_COLLECTION, IN_TRANSIT, DELIVERED, COMPLETED, CANCELLED)
 TERMINAL = frozenset({COMPLETED, CANCELLED})
 
 TABS = {
     "Unpaid": (UNPAID,),
     # An order on hold is paid and will ship: the seller may pick and pack it, not hand it over yet.
-    "To ship": (ON_HOLD, AWAITING_SHIPMENT),
+    # A partly shipped order still has lines to hand over by its ship-by time: the seller's work.
+    "To ship": (ON_HOLD, AWAITING_SHIPMENT, PARTIALLY_SHIPPING),
     "Shipped": (AWAITING_COLLECTION, IN_TRANSIT, DELIVERED),
     "Completed": (COMPLETED,),
     "Cancelled": (CANCELLED,),
@@ -29,6 +31,7 @@ REACHED_AT = {
     UNPAID: "created_at",
     ON_HOLD: "paid_at",
     AWAITING_SHIPMENT: "paid_at",
+    PARTIALLY_SHIPPING: "shipped_at",  # the first package's hand-over
     AWAITING_COLLECTION: "shipped_at",
     IN_TRANSIT: "collected_at",
     DELIVERED: "delivered_at",

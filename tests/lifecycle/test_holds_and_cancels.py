@@ -77,7 +77,8 @@ def test_a_cancel_request_when_the_hold_has_ended_waits_for_the_seller():
 def test_shipping_during_the_hold_is_refused_and_a_millisecond_after_it_is_taken():
     outputs, _, _ = run([created("o"), paid("o", PAID_AT), shipped("o", HOLD_ENDS - 1)], until=HOLD_ENDS)
     assert summary(outputs)[-2:] == [
-        (70 * MIN - 1, "dead_letter:PACKAGE_SHIPPED is not allowed in status ON_HOLD (only in AWAITING_SHIPMENT)"),
+        (70 * MIN - 1, "dead_letter:PACKAGE_SHIPPED is not allowed in status ON_HOLD (only in AWAITING_SHIPMENT, "
+             "PARTIALLY_SHIPPING)"),
         RELEASED]
     outputs, _, _ = run([created("o"), paid("o", PAID_AT), shipped("o", HOLD_ENDS + 1)], until=HOLD_ENDS + 1)
     assert summary(outputs)[-2:] == [RELEASED, (70 * MIN + 1, "AWAITING_SHIPMENT>AWAITING_COLLECTION:SHIPPED")]
@@ -140,13 +141,13 @@ def test_refused_line_cancellations_are_dead_letters_with_their_reason():
     at = HOLD_ENDS + HOUR
     cases = [
         ([three_lines("o")], ["1"], "SELLER_CANCELLED with line_ids is not allowed in status UNPAID "
-                                    "(only in ON_HOLD, AWAITING_SHIPMENT)"),
+                                    "(only in ON_HOLD, AWAITING_SHIPMENT, PARTIALLY_SHIPPING)"),
         ([three_lines("o"), paid("o", PAID_AT)], ["9"], "the order has no line 9 (its lines: 1, 2, 3)"),
         ([three_lines("o"), paid("o", PAID_AT), seller_cancelled("o", at - 1, line_ids=["2"])], ["2", "3"],
          "line 2 is cancelled already"),
         ([three_lines("o"), paid("o", PAID_AT), shipped("o", at - 1)], ["1"],
          "SELLER_CANCELLED with line_ids is not allowed in status AWAITING_COLLECTION (only in ON_HOLD, "
-         "AWAITING_SHIPMENT)"),
+         "AWAITING_SHIPMENT, PARTIALLY_SHIPPING)"),
     ]
     for before, wanted, reason in cases:
         outputs, book, _ = run([*before, seller_cancelled("o", at, line_ids=wanted)], until=at)

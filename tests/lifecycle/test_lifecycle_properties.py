@@ -648,7 +648,7 @@ def test_an_older_logistics_update_arriving_late_does_not_rewind_the_stall_clock
     stalled_at = lambda outputs: [o["at"] - T0 for o in outputs if o.get("kind") == "SHIPMENT_STALLED"]
     assert stalled_at(in_order) == [8 * DAY]  # 5 days after the latest update
     assert stalled_at(swapped) == [8 * DAY]
-    assert book.orders["o"]["last_logistics_at"] == T0 + 3 * DAY
+    assert book.orders["o"]["packages"][0]["last_logistics_at"] == T0 + 3 * DAY
 
 
 # --- 6: counts reconcile --------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def test_full_happy_path_to_buyer_confirmation():
     order = book.orders["o"]
     assert [t["status"] for t in order["tracking"]] == ["SHIPPED", "COLLECTED", "IN_TRANSIT", "DELIVERED"]
     assert order["tracking"][1]["location"] == "Leeds hub"
-    assert (order["carrier"], order["tracking_number"]) == ("Royal Mail", "RM123")
+    assert [(p["package_id"], p["carrier"], p["tracking_number"], p["status"]) for p in order["packages"]] == [
+        ("1", "Royal Mail", "RM123", "DELIVERED")]
     # Kept through its 15-day after-sales window, then 90 days more.
     assert order["deadlines"] == {"FORGET": T0 + 4 * DAY + 15 * DAY + 90 * DAY}
 
