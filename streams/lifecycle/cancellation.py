@@ -8,7 +8,8 @@ from .order import Change
 
 CANCEL_REQUEST_TIMEOUT = "CANCEL_REQUEST_TIMEOUT"
 # What an operator (fraud, policy) may still cancel: anything not yet received or finished.
-_OPERATOR_CANCELLABLE = (st.UNPAID, st.ON_HOLD, st.AWAITING_SHIPMENT, st.AWAITING_COLLECTION, st.IN_TRANSIT)
+_OPERATOR_CANCELLABLE = (st.UNPAID, st.ON_HOLD, st.AWAITING_SHIPMENT, st.PARTIALLY_SHIPPING, st.AWAITING_COLLECTION,
+                         st.IN_TRANSIT)
 _LINES_CANCELLABLE = (st.ON_HOLD, st.AWAITING_SHIPMENT, st.PARTIALLY_SHIPPING)
 
 

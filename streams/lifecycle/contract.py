@@ -41,7 +41,8 @@ ESSENTIAL: dict[str, tuple[str, ...]] = {
     "RETURN_RECEIVED": ("case_id",),
     "REFUND_ISSUED": ("case_id", "amount"),
 }
-_TAKES_LINE_IDS = ("SELLER_CANCELLED", "AFTER_SALES_REQUESTED")
+_TAKES_LINE_IDS = ("SELLER_CANCELLED", "AFTER_SALES_REQUESTED", "PACKAGE_SHIPPED")
+_TAKES_PACKAGE_ID = ("PACKAGE_SHIPPED", "LOGISTICS_UPDATE", "DELIVERY_FAILED", "REDELIVERY_REQUESTED", "DELIVERED")
 _TAKES_CASE_ID = ("AFTER_SALES_REQUESTED", "AFTER_SALES_RESPONSE", "RETURN_SHIPPED", "RETURN_RECEIVED", "REFUND_ISSUED",
                   "AFTER_SALES_RESOLVED")
 
@@ -168,14 +169,16 @@ def problem(event: dict) -> str | None:
         return bad
     if kind == "REFUND_ISSUED" and not (isinstance(event["amount"], str) and Decimal(event["amount"]) > 0):
         return "amount must be a decimal string above 0"
-    for name in ("reason", "case_id"):
+    for name in ("reason", "case_id", "package_id"):
         if event.get(name) is not None and not (isinstance(event[name], str) and event[name]):
             return f"{name} must be text"
     if event.get("case_id") is not None and kind not in _TAKES_CASE_ID:
         return "case_id is for the after-sales events only"
+    if event.get("package_id") is not None and kind not in _TAKES_PACKAGE_ID:
+        return f"package_id is for {', '.join(_TAKES_PACKAGE_ID)} only"
     if event.get("line_ids") is not None:
         return _line_ids_problem(event["line_ids"]) if kind in _TAKES_LINE_IDS else \
-            f"line_ids is for {' and '.join(_TAKES_LINE_IDS)} only"
+            f"line_ids is for {', '.join(_TAKES_LINE_IDS)} only"
     return None
 
 

@@ -192,7 +192,8 @@ def test_an_operator_cannot_cancel_a_delivered_order():
               operator_cancelled("o", HOLD_ENDS + 2 * DAY)]
     outputs, _, _ = run(events, until=HOLD_ENDS + 2 * DAY)
     assert summary(outputs)[-1][1] == ("dead_letter:OPERATOR_CANCELLED is not allowed in status DELIVERED (only in "
-                                       "UNPAID, ON_HOLD, AWAITING_SHIPMENT, AWAITING_COLLECTION, IN_TRANSIT)")
+                                       "UNPAID, ON_HOLD, AWAITING_SHIPMENT, PARTIALLY_SHIPPING, AWAITING_COLLECTION, "
+                                       "IN_TRANSIT)")
 
 
 def test_a_reason_outside_the_catalogue_is_a_dead_letter_naming_the_allowed_ones():
@@ -243,7 +244,7 @@ def test_amounts_are_exact_decimals():
     (seller_cancelled("o", T0) | {"line_ids": "1"}, "line_ids must be a list of 1 to 500 line ids (leave it out "
                                                     "for the whole order)"),
     (operator_cancelled("o", T0) | {"line_ids": ["1"]},
-     "line_ids is for SELLER_CANCELLED and AFTER_SALES_REQUESTED only"),
+     "line_ids is for SELLER_CANCELLED, AFTER_SALES_REQUESTED, PACKAGE_SHIPPED only"),
     (operator_cancelled("o", T0) | {"reason": 123}, "reason must be text"),
     (created("o", line_items=[{**lines(1)[0], "line_id": "a,b"}]),
      "line item 1: line_id must be text without commas (or absent: lines are then numbered 1, 2, ...)"),

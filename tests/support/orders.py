@@ -35,24 +35,25 @@ def paid(order_id: str, at: int, amount: str = "19.98") -> dict:
     return event("ORDER_PAID", order_id, at, amount=amount, payment_method="CARD")
 
 
-def shipped(order_id: str, at: int) -> dict:
-    return event("PACKAGE_SHIPPED", order_id, at, carrier="Royal Mail", tracking_number="RM123")
+def shipped(order_id: str, at: int, **fields) -> dict:
+    """Fields: package_id, line_ids (a package of some lines), carrier, tracking_number."""
+    return event("PACKAGE_SHIPPED", order_id, at, **{"carrier": "Royal Mail", "tracking_number": "RM123", **fields})
 
 
-def update(order_id: str, at: int, status: str = "IN_TRANSIT") -> dict:
-    return event("LOGISTICS_UPDATE", order_id, at, status=status, location="Leeds hub", description="scanned")
+def update(order_id: str, at: int, status: str = "IN_TRANSIT", **fields) -> dict:
+    return event("LOGISTICS_UPDATE", order_id, at, status=status, location="Leeds hub", description="scanned", **fields)
 
 
-def failed(order_id: str, at: int) -> dict:
-    return event("DELIVERY_FAILED", order_id, at, reason="WRONG_ADDRESS")
+def failed(order_id: str, at: int, **fields) -> dict:
+    return event("DELIVERY_FAILED", order_id, at, reason="WRONG_ADDRESS", **fields)
 
 
-def redelivery(order_id: str, at: int) -> dict:
-    return event("REDELIVERY_REQUESTED", order_id, at, new_address={**ADDRESS, "line1": "2 High Street"})
+def redelivery(order_id: str, at: int, **fields) -> dict:
+    return event("REDELIVERY_REQUESTED", order_id, at, new_address={**ADDRESS, "line1": "2 High Street"}, **fields)
 
 
-def delivered(order_id: str, at: int) -> dict:
-    return event("DELIVERED", order_id, at)
+def delivered(order_id: str, at: int, **fields) -> dict:
+    return event("DELIVERED", order_id, at, **fields)
 
 
 def confirmed(order_id: str, at: int) -> dict:
