@@ -59,6 +59,19 @@ def refunded_amount(order: dict) -> Decimal:
                   Decimal(0)))
 
 
+def payment_left(order: dict) -> Decimal | None:
+    """What is left of the payment after what was refunded (None: not paid)."""
+    paid = order.get("paid_amount")
+    return None if paid is None else Decimal(paid) - refunded_amount(order)
+
+
+def refund_for(order: dict, ids) -> Decimal:
+    """What to refund for the lines `ids` given up now: their cost, but never more than is left of
+    the payment (a voucher may have paid part of the order)."""
+    cost, left = lines.amount(order, ids), payment_left(order)
+    return cost if left is None else min(cost, max(left, Decimal(0)))
+
+
 def open_cases(order: dict) -> list[dict]:
     return [case for case in order.get("after_sales") or () if state(case) not in FINAL]
 
@@ -192,11 +205,10 @@ def refund_issued(change: Change, event: dict) -> None:
     cost = lines.amount(change.order, case.get("line_ids") or lines.open_line_ids(change.order))
     change.require(Decimal(event["amount"]) <= cost, "a refund of {} is more than the {} the case's lines cost",
                    event["amount"], cost)
-    paid = change.order.get("paid_amount")
-    if paid is not None:
-        left = Decimal(paid) - refunded_amount(change.order)
+    left = payment_left(change.order)
+    if left is not None:
         change.require(Decimal(event["amount"]) <= left, "a refund of {} is more than the {} left of the {} paid "
-                       "(after what was refunded already)", event["amount"], left, paid)
+                       "(after what was refunded already)", event["amount"], left, change.order["paid_amount"])
     _move(change, index, REFUNDED, "REFUND_ISSUED", refunded=event["amount"])
 
 

@@ -2,7 +2,7 @@
 hold, the seller's own cancel (of the whole order or of some lines), an operator's cancel."""
 from __future__ import annotations
 
-from . import lines, shipping
+from . import after_sales, lines, shipping
 from . import status as st
 from .order import Change
 
@@ -60,7 +60,7 @@ def _cancel_lines(change: Change, wanted: list[str], reason: str) -> None:
     """Some lines go; the order keeps its status and ships the rest. Their holds are released
     (confirmation.stock_requests) and a stock or price problem that only they had is closed."""
     order = change.order
-    refund = lines.amount(order, wanted)
+    refund = after_sales.refund_for(order, wanted)
     lines.cancel(order, wanted, change.at, reason)
     still_open = {str(n) for n in lines.open_indexes(order)}
     for problem in (st.OUT_OF_STOCK, st.PRICE_MISMATCH):

@@ -41,8 +41,10 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     cancelled = lines.cancelled(after)
     if after.get("paid_at") is not None and cancelled is not lines.cancelled(was):
         # Lines the seller cancelled on their own release their holds (each line once), before the rest
-        # ships: events held for a late creation may pay, cancel lines and ship in one step.
-        for line in [line for line in cancelled if line not in lines.cancelled(was)]:
+        # ships: events held for a late creation may pay, cancel lines and ship in one step. Lines of a
+        # package given up were consumed when it shipped: nothing is left to release.
+        shipped = shipping.shipped_line_ids(after)
+        for line in [line for line in cancelled if line not in lines.cancelled(was) and line not in shipped]:
             actions.append((RELEASE, cancelled[line]["at"], [lines.line_ids(after).index(line)]))
     # Each package consumes its own lines' holds; a cancel releases the holds of the open lines not
     # shipped (a cancelled line's hold is closed already).

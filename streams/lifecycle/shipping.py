@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 
-from . import lines
+from . import after_sales, lines
 from . import status as st
 from .order import Change
 from .payment import SHIP_BY
@@ -274,7 +274,7 @@ def redelivery_window_expired(change: Change, deadline: str) -> None:
     if package is None or not _awaits_request(package) or package["status"] not in _ON_THE_WAY:
         return
     order = change.order
-    refund = lines.amount(order, package["line_ids"])
+    refund = after_sales.refund_for(order, package["line_ids"])
     change.notify("alert", "REDELIVERY_WINDOW_EXPIRED", package_id=package["package_id"],
                   line_ids=",".join(package["line_ids"]), amount=str(refund), currency=order.get("currency"))
     _update(change, index, status=_GIVEN_UP)

@@ -99,7 +99,7 @@ def test_a_seller_answer_during_the_hold_is_refused_there_being_no_request():
 # --- line-level cancellation ---------------------------------------------------------------------------------
 
 def test_cancelling_some_lines_keeps_the_order_releases_their_holds_and_alerts_the_refund():
-    events = [three_lines("o"), paid("o", PAID_AT), seller_cancelled("o", HOLD_ENDS + HOUR, line_ids=["2"])]
+    events = [three_lines("o"), paid("o", PAID_AT, total(THREE)), seller_cancelled("o", HOLD_ENDS + HOUR, line_ids=["2"])]
     outputs, book, room = run(events, until=HOLD_ENDS + HOUR)
     alert = outputs[-1]
     assert summary(outputs)[-1] == (130 * MIN, "alert:LINES_CANCELLED")
@@ -112,7 +112,7 @@ def test_cancelling_some_lines_keeps_the_order_releases_their_holds_and_alerts_t
 
 
 def test_the_rest_ships_and_consumes_only_the_open_lines():
-    events = [three_lines("o"), paid("o", PAID_AT), seller_cancelled("o", HOLD_ENDS + HOUR, line_ids=["3", "1"]),
+    events = [three_lines("o"), paid("o", PAID_AT, total(THREE)), seller_cancelled("o", HOLD_ENDS + HOUR, line_ids=["3", "1"]),
               shipped("o", HOLD_ENDS + 2 * HOUR)]
     outputs, _, room = run(events, until=HOLD_ENDS + 2 * HOUR)
     assert [o["detail"]["amount"] for o in outputs if o.get("kind") == "LINES_CANCELLED"] == ["100.00"]  # 10 + 90
@@ -121,7 +121,7 @@ def test_the_rest_ships_and_consumes_only_the_open_lines():
 
 
 def test_cancelling_every_open_line_cancels_the_order_and_releases_only_what_is_still_held():
-    events = [three_lines("o"), paid("o", PAID_AT), seller_cancelled("o", HOLD_ENDS + HOUR, line_ids=["2"]),
+    events = [three_lines("o"), paid("o", PAID_AT, total(THREE)), seller_cancelled("o", HOLD_ENDS + HOUR, line_ids=["2"]),
               seller_cancelled("o", HOLD_ENDS + 2 * HOUR, line_ids=["1", "3"])]
     outputs, book, room = run(events, until=HOLD_ENDS + 2 * HOUR)
     assert summary(outputs)[-1] == (190 * MIN, "AWAITING_SHIPMENT>CANCELLED:SELLER_CANCELLED")
@@ -131,7 +131,7 @@ def test_cancelling_every_open_line_cancels_the_order_and_releases_only_what_is_
 
 
 def test_cancelling_all_lines_by_id_is_cancelling_the_order():
-    events = [three_lines("o"), paid("o", PAID_AT), seller_cancelled("o", PAID_AT + MIN, line_ids=["1", "2", "3"])]
+    events = [three_lines("o"), paid("o", PAID_AT, total(THREE)), seller_cancelled("o", PAID_AT + MIN, line_ids=["1", "2", "3"])]
     outputs, _, _ = run(events, until=PAID_AT + MIN)
     assert summary(outputs)[-1] == (11 * MIN, "ON_HOLD>CANCELLED:SELLER_CANCELLED")
     assert not [o for o in outputs if o.get("kind") == "LINES_CANCELLED"]
@@ -142,10 +142,10 @@ def test_refused_line_cancellations_are_dead_letters_with_their_reason():
     cases = [
         ([three_lines("o")], ["1"], "SELLER_CANCELLED with line_ids is not allowed in status UNPAID "
                                     "(only in ON_HOLD, AWAITING_SHIPMENT, PARTIALLY_SHIPPING)"),
-        ([three_lines("o"), paid("o", PAID_AT)], ["9"], "the order has no line 9 (its lines: 1, 2, 3)"),
-        ([three_lines("o"), paid("o", PAID_AT), seller_cancelled("o", at - 1, line_ids=["2"])], ["2", "3"],
+        ([three_lines("o"), paid("o", PAID_AT, total(THREE))], ["9"], "the order has no line 9 (its lines: 1, 2, 3)"),
+        ([three_lines("o"), paid("o", PAID_AT, total(THREE)), seller_cancelled("o", at - 1, line_ids=["2"])], ["2", "3"],
          "line 2 is cancelled already"),
-        ([three_lines("o"), paid("o", PAID_AT), shipped("o", at - 1)], ["1"],
+        ([three_lines("o"), paid("o", PAID_AT, total(THREE)), shipped("o", at - 1)], ["1"],
          "SELLER_CANCELLED with line_ids is not allowed in status AWAITING_COLLECTION (only in ON_HOLD, "
          "AWAITING_SHIPMENT, PARTIALLY_SHIPPING)"),
     ]
@@ -166,7 +166,7 @@ def test_a_stock_problem_of_only_the_cancelled_lines_closes_and_one_of_another_l
     stock = [event("STOCK_SET", "-", T0 - DAY, sku_id=sku, quantity=0) for sku in ("sku-2", "sku-3")]
     for item in stock:
         del item["order_id"]
-    events = [*stock, three_lines("o"), paid("o", PAID_AT)]
+    events = [*stock, three_lines("o"), paid("o", PAID_AT, total(THREE))]
     _, book, _ = run(events, until=HOLD_ENDS)
     assert set(book.orders["o"]["conditions"]["OUT_OF_STOCK"]["lines"]) == {"1", "2"}  # places 1 and 2 short
     _, book, _ = run([*events, seller_cancelled("o", HOLD_ENDS + MIN, line_ids=["2"])], until=HOLD_ENDS + MIN)
@@ -223,6 +223,14 @@ def test_the_packaged_catalogue_holds_every_reason_the_simulator_and_the_samples
     for region in PACKAGED.regions.values():
         for kind, reasons in given.items():
             assert reasons and reasons <= set(region.cancel_reasons[kind]), (kind, reasons)
+
+
+def test_a_refund_for_cancelled_lines_never_exceeds_what_is_left_of_the_payment():
+    """A voucher paid part of the order: the lines' refunds stop at what the buyer paid."""
+    events = [three_lines("o"), paid("o", PAID_AT, "50.00"), seller_cancelled("o", HOLD_ENDS + HOUR, line_ids=["2"]),
+              seller_cancelled("o", HOLD_ENDS + 2 * HOUR, line_ids=["3"])]
+    outputs, _, _ = run(events, until=HOLD_ENDS + 2 * HOUR)
+    assert [o["detail"]["amount"] for o in outputs if o.get("kind") == "LINES_CANCELLED"] == ["40.00", "10.00"]
 
 
 def test_amounts_are_exact_decimals():

@@ -54,6 +54,9 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Heal
 
 ALL_TYPES = tuple(contract.ESSENTIAL)  # the 19 event types of the contract
 CASES = st.sampled_from(("c1", "c2"))  # after-sales case ids: events name one of two
+# Package ids: shipping events name none (the only package), or the first two default ids, or "P".
+PACKAGE = st.none() | st.sampled_from(("1", "2", "P"))
+SOME_LINES = st.lists(st.sampled_from(("1", "2", "3")), min_size=1, max_size=2, unique=True)
 REGIONS = ("GB", "SG", "VN")
 ON_THE_WAY = (statuses.AWAITING_COLLECTION, statuses.IN_TRANSIT)
 RECEIVED = (statuses.DELIVERED, statuses.COMPLETED)
@@ -79,16 +82,17 @@ def make_event(draw, kind: str, order_id: str, at: int, event_id: str) -> dict:
         made = build.seller_cancelled(order_id, at, line_ids=line_ids)
     elif kind == "OPERATOR_CANCELLED":
         made = build.operator_cancelled(order_id, at, draw(st.sampled_from(("FRAUD", "POLICY_VIOLATION"))))
-    elif kind == "PACKAGE_SHIPPED":
-        made = build.shipped(order_id, at)
+    elif kind == "PACKAGE_SHIPPED":  # every line left to ship, or a package of some
+        made = build.shipped(order_id, at, **_given(package_id=draw(PACKAGE), line_ids=draw(st.none() | SOME_LINES)))
     elif kind == "LOGISTICS_UPDATE":
-        made = build.update(order_id, at, draw(st.sampled_from(contract.CHOICES["status"])))
+        made = build.update(order_id, at, draw(st.sampled_from(contract.CHOICES["status"])),
+                            **_given(package_id=draw(PACKAGE)))
     elif kind == "DELIVERY_FAILED":
-        made = build.failed(order_id, at)
+        made = build.failed(order_id, at, **_given(package_id=draw(PACKAGE)))
     elif kind == "REDELIVERY_REQUESTED":
-        made = build.redelivery(order_id, at)
+        made = build.redelivery(order_id, at, **_given(package_id=draw(PACKAGE)))
     elif kind == "DELIVERED":
-        made = build.delivered(order_id, at)
+        made = build.delivered(order_id, at, **_given(package_id=draw(PACKAGE)))
     elif kind == "BUYER_CONFIRMED_RECEIPT":
         made = build.confirmed(order_id, at)
     elif kind == "REVIEW_POSTED":
@@ -115,6 +119,11 @@ def make_event(draw, kind: str, order_id: str, at: int, event_id: str) -> dict:
     return made
 
 
+def _given(**fields) -> dict:
+    """The optional fields drawn, those not left out."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 class Sim:
     """A rough model of where an order stands, used only to pick a plausible next event.
 
@@ -128,6 +137,8 @@ class Sim:
         self.case = False  # after-sales case open
         self.reviewed = False
         self.since = 0  # time of the last event that moved the model
+        self.lines = 0  # how many lines the order has
+        self.shipped: set[str] = set()  # lines handed over in packages
 
 
     def tick(self, at: int) -> None:
@@ -153,6 +164,8 @@ class Sim:
             if self.request:
                 return ["SELLER_CANCEL_RESPONSE"]
             return ["PACKAGE_SHIPPED"] * 3 + ["BUYER_CANCEL_REQUESTED", "SELLER_CANCELLED", "OPERATOR_CANCELLED"]
+        if s == statuses.PARTIALLY_SHIPPING:
+            return ["PACKAGE_SHIPPED"] * 3 + ["LOGISTICS_UPDATE", "DELIVERED", "DELIVERY_FAILED", "SELLER_CANCELLED"]
         if s in ON_THE_WAY:
             return (["LOGISTICS_UPDATE"] * 2 + ["DELIVERED"]
                     + (["REDELIVERY_REQUESTED"] if self.failed == "awaiting" else ["DELIVERY_FAILED"]))
@@ -172,7 +185,7 @@ class Sim:
     def _saw(self, e: dict) -> None:
         kind, s = e["event_type"], self.status
         if kind == "ORDER_CREATED" and s is None:
-            self.status = statuses.UNPAID
+            self.status, self.lines = statuses.UNPAID, len(e["line_items"])
         elif kind == "ORDER_PAID" and s == statuses.UNPAID:
             self.status = statuses.AWAITING_SHIPMENT
         elif kind == "SELLER_CANCELLED" and s in (statuses.UNPAID, statuses.AWAITING_SHIPMENT) and "line_ids" not in e:
@@ -185,8 +198,11 @@ class Sim:
             self.request = False
             if e["decision"] == "ACCEPT":
                 self.status = statuses.CANCELLED
-        elif kind == "PACKAGE_SHIPPED" and s == statuses.AWAITING_SHIPMENT and not self.request:
-            self.status = statuses.AWAITING_COLLECTION
+        elif kind == "PACKAGE_SHIPPED" and s in (statuses.AWAITING_SHIPMENT, statuses.PARTIALLY_SHIPPING) \
+                and not self.request:
+            self.shipped |= set(e.get("line_ids") or (str(n) for n in range(1, self.lines + 1)))
+            everything = self.shipped >= {str(n) for n in range(1, self.lines + 1)}
+            self.status = statuses.AWAITING_COLLECTION if everything else statuses.PARTIALLY_SHIPPING
         elif kind == "LOGISTICS_UPDATE" and s in ON_THE_WAY:
             self.status = statuses.IN_TRANSIT
             if self.failed == "requested":
@@ -259,11 +275,13 @@ def _offset(ms: int) -> str:
 
 
 _SHOWN = ("region", "decision", "status", "rating", "kind", "outcome")
+_OPTIONAL = ("package_id", "line_ids", "case_id")
 
 
 def describe(e: dict) -> str:
-    fields = ",".join(str(e[k]) for k in _SHOWN if k in contract.ESSENTIAL[e["event_type"]] or
-                      (k == "region" and e["event_type"] == "ORDER_CREATED"))
+    fields = ",".join([str(e[k]) for k in _SHOWN if k in contract.ESSENTIAL[e["event_type"]] or
+                       (k == "region" and e["event_type"] == "ORDER_CREATED")]
+                      + [f"{k}={e[k]}" for k in _OPTIONAL if e.get(k) is not None])
     return f"{e['order_id']}  {_offset(e['event_time'] - T0)}  {e['event_type']}({fields})  [{e['event_id']}]"
 
 
@@ -704,24 +722,39 @@ DEADLINE_OF_REASON = {
 # After-sales case updates and alerts that only a case's deadline causes (named KIND:case_id).
 DEADLINE_OF_CASE = {"AUTO_APPROVED": "AFTER_SALES_RESPONSE", "RETURN_NOT_SHIPPED": "RETURN_SHIP_WINDOW",
                     "AFTER_SALES_AUTO_APPROVED": "AFTER_SALES_RESPONSE"}
+# Status changes that an event causes, or a package given up when its redelivery window expires
+# (the rest of the order is then delivered, or collected).
+EVENT_OR_REDELIVERY_WINDOW = {"DELIVERED", "COLLECTED"}
 
 
 def _case_deadline(name: str | None, fields: dict) -> str | None:
     return name and f"{name}:{fields['case_id']}"
 
 
-def deadline_of(o: dict) -> str | None:
+def deadline_of(o: dict) -> set[str | None]:
+    """The deadlines that may have caused the output (None: an event of its order). A package's
+    deadline is KIND for the order's first package, KIND:package_id for a later one."""
     if o["output"] == "reminder":
-        return o["kind"]  # PAYMENT_REMINDER_15M, ...: named after its deadline
+        return {o["kind"]}  # PAYMENT_REMINDER_15M, ...: named after its deadline
     if o["output"] == "alert":
-        return DEADLINE_OF_KIND.get(o["kind"]) or _case_deadline(DEADLINE_OF_CASE.get(o["kind"]), o["detail"])
+        kind, package = DEADLINE_OF_KIND.get(o["kind"]), o["detail"].get("package_id")
+        if kind:
+            return {kind, f"{kind}:{package}"} if package else {kind}
+        return {_case_deadline(DEADLINE_OF_CASE.get(o["kind"]), o["detail"])}
     if o["output"] == "case_update":
-        return _case_deadline(DEADLINE_OF_CASE.get(o["reason"]), o)
+        return {_case_deadline(DEADLINE_OF_CASE.get(o["reason"]), o)}
     if o["output"] == "status_change":
-        return DEADLINE_OF_REASON.get(o["reason"])
+        if o["reason"] in EVENT_OR_REDELIVERY_WINDOW or o["reason"] == "LOGISTICS_FAILURE":
+            return {None, "REDELIVERY_WINDOW:*"} - ({None} if o["reason"] == "LOGISTICS_FAILURE" else set())
+        return {DEADLINE_OF_REASON.get(o["reason"])}
     if o["output"] == "dead_letter" and "never appeared" in o["reason"]:
-        return ORPHAN_GRACE
-    return None
+        return {ORPHAN_GRACE}
+    return {None}
+
+
+def _any_package(cause: str | None) -> str | None:
+    """A package's deadline by its kind alone (KIND:*), for outputs that do not name the package."""
+    return cause if cause is None or not cause.startswith("REDELIVERY_WINDOW") else "REDELIVERY_WINDOW:*"
 
 
 @settings(max_examples=150, **SETTINGS)
@@ -765,49 +798,140 @@ def test_output_ids_are_unique_and_deadline_outputs_happen_at_a_deadline_the_ord
     for o in outputs:
         assert o["output_id"] in causes, f"no cause found for {o}"
         cause, at = causes[o["output_id"]]
-        assert cause == deadline_of(o), (o, cause)
+        assert cause in deadline_of(o) or _any_package(cause) in deadline_of(o), (o, cause)
         assert o["at"] == at, o
         if cause is not None:
             assert (o["order_id"], cause, o["at"]) in scheduled
 
 
-# --- 8: line cancellations ------------------------------------------------------------------------
+# --- 8: lines given up and lines shipped -----------------------------------------------------------
 
-@settings(max_examples=150, **SETTINGS)
-@given(deliveries(), st.data())
-def test_line_cancellations_never_refund_a_line_twice(delivery, data):
-    """With random duplicate deliveries mixed in, per order: no line is named by two LINES_CANCELLED
-    alerts; each alert's amount is what its lines cost (quantity x unit price) and together they never
-    exceed the order's total; a line cancelled on its own is never shipped (consumed); and each line's
-    stock hold is released at most once, and never both released and consumed."""
-    events = with_copies(delivery.events, data.draw(redelivered(delivery, max_copies=1), label="copies"))
-    room = build.RecordingRoom()
-    outputs, book = run(events, room=room)
-    show("outputs", outputs)
+REFUNDING = ("LINES_CANCELLED", "REDELIVERY_WINDOW_EXPIRED")  # alerts that give lines up, with their refund
+
+
+def check_lines(events: list[dict], outputs: list[dict], book: OrderBook, room) -> None:
+    """Per order: no line is given up twice (by LINES_CANCELLED or REDELIVERY_WINDOW_EXPIRED); each
+    such refund is what its lines cost, but never more than what was left of the payment, so that with
+    the after-sales refunds it never exceeds what was paid; a line is consumed (shipped) at most once,
+    and never if the seller cancelled it; the packages' lines are disjoint; each line's stock hold is
+    released at most once, and never both released and consumed."""
     created: dict[str, dict] = {}
     for e in events:  # the creation that arrived first is the one applied (a later copy is refused)
         if e["event_type"] == "ORDER_CREATED":
             created.setdefault(e["order_id"], e)
+    paid = {o["order_id"]: None for o in outputs}
+    for e in events:
+        paid.setdefault(e["order_id"], None)
     for order_id, outs in per_order(outputs).items():
-        alerts = [o["detail"] for o in outs if o.get("kind") == "LINES_CANCELLED"]
+        alerts = [o["detail"] for o in outs if o.get("kind") in REFUNDING]
         named = [line for alert in alerts for line in alert["line_ids"].split(",")]
-        assert len(named) == len(set(named)), f"{order_id}: a line cancelled twice: {named}"
-        if not alerts:
-            continue
-        items = dict(zip(order_lines.line_ids(created[order_id]), created[order_id]["line_items"]))
-        for alert in alerts:
-            cost = sum(Decimal(items[line]["unit_price"]) * items[line]["quantity"]
-                       for line in alert["line_ids"].split(","))
-            assert Decimal(alert["amount"]) == cost
-        assert sum(Decimal(alert["amount"]) for alert in alerts) <= Decimal(created[order_id]["total_amount"])
-        places = {order_lines.line_ids(created[order_id]).index(line) for line in named}
-        consumed = {r["line"] for r in room.requests if r["order_id"] == order_id and r["action"] == "CONSUME"}
-        assert not places & consumed, f"{order_id}: cancelled lines {places} shipped"
+        assert len(named) == len(set(named)), f"{order_id}: a line given up twice: {named}"
+        order = book.orders.get(order_id)
+        if alerts and order is not None:
+            items = dict(zip(order_lines.line_ids(created[order_id]), created[order_id]["line_items"]))
+            left = Decimal(order["paid_amount"])
+            for alert in alerts:
+                cost = sum(Decimal(items[line]["unit_price"]) * items[line]["quantity"]
+                           for line in alert["line_ids"].split(","))
+                assert Decimal(alert["amount"]) == min(cost, max(left, Decimal(0))), (alert, cost, left)
+                left -= cost
+            cases = sum((Decimal(case["refunded"]) for case in order["after_sales"] if "refunded" in case), Decimal(0))
+            assert sum(Decimal(alert["amount"]) for alert in alerts) + cases <= Decimal(order["paid_amount"])
+        if order is not None and order.get("packages"):
+            shipped = [line for package in order["packages"] for line in package["line_ids"]]
+            assert len(shipped) == len(set(shipped)), f"{order_id}: a line in two packages: {order['packages']}"
+            by_seller = {line for line, why in order_lines.cancelled(order).items()
+                         if why["reason"] != "LOGISTICS_FAILURE"}
+            assert not by_seller & set(shipped), f"{order_id}: cancelled lines {by_seller} shipped"
     actions = Counter((r["order_id"], r["line"], r["action"]) for r in room.requests)
     for (order_id, line, action), count in actions.items():
+        if action == "CONSUME":
+            assert count == 1, f"{order_id}: line {line} shipped {count} times"
         if action == "RELEASE":
             assert count == 1 and (order_id, line, "CONSUME") not in actions, (order_id, line)
-    event(f"{sum(1 for o in outputs if o.get('kind') == 'LINES_CANCELLED')} line cancellations")
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(deliveries(), st.data())
+def test_no_line_is_given_up_twice_or_shipped_twice_and_refunds_stay_within_the_payment(delivery, data):
+    """check_lines, over random walks (packages of some lines, events naming packages or not) with
+    random duplicate deliveries mixed in."""
+    events = with_copies(delivery.events, data.draw(redelivered(delivery, max_copies=1), label="copies"))
+    room = build.RecordingRoom()
+    outputs, book = run(events, room=room)
+    show("outputs", outputs)
+    check_lines(events, outputs, book, room)
+    event(f"{sum(1 for o in outputs if o.get('kind') in REFUNDING)} lines given up")
+    event(f"{max((len(o.get('packages') or ()) for o in book.orders.values()), default=0)} packages at most")
+
+
+@st.composite
+def package_stories(draw) -> Delivery:
+    """A paid order of 1 to 3 lines (paid in full, or in part by a voucher) shipped in 1 to 3
+    packages of random lines (some lines maybe never shipped, or cancelled by the seller first, or
+    named by a second package too), each
+    package then scanned, failed, redelivered and delivered in a random mix, naming its package (or
+    not, now and then); an after-sales case and refund at the end; 1 minute to 4 days between events,
+    so stall clocks, redelivery windows and the ship-by pass."""
+    items = build.lines(draw(st.integers(1, 3)))
+    ids = [str(n) for n in range(1, len(items) + 1)]
+    events = [build.created("o1", T0, line_items=items, total_amount=build.total(items)),
+              build.paid("o1", T0 + MIN, draw(st.sampled_from((build.total(items), "15.00"))))]
+    steps = []
+    if draw(st.integers(0, 3)) == 0:
+        steps.append(build.seller_cancelled("o1", 0, line_ids=draw(st.lists(st.sampled_from(ids), min_size=1,
+                                                                               max_size=len(ids), unique=True))))
+    order = draw(st.permutations(ids))
+    cuts = sorted(draw(st.lists(st.integers(1, len(ids)), max_size=2, unique=True)))
+    parts = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(ids)]) if order[a:b]]
+    parts = parts[:draw(st.integers(1, len(parts)))]  # the last parts maybe never shipped
+    for n, part in enumerate(parts):
+        extra = draw(st.none() | st.sampled_from(ids))  # now and then a line of another package too
+        shipped = list(part) + ([extra] if extra is not None and extra not in part else [])
+        steps.append(build.shipped("o1", 0, package_id=f"P{n + 1}", line_ids=shipped))
+    packages = [f"P{n + 1}" for n in range(len(parts))]
+    for _ in range(draw(st.integers(0, 8))):
+        package = draw(st.sampled_from(packages))
+        named = {"package_id": package} if draw(st.integers(0, 9)) else {}
+        maker = draw(st.sampled_from((build.update, build.update, build.failed, build.redelivery, build.delivered,
+                                      build.delivered)))
+        steps.insert(draw(st.integers(packages.index(package) + 1, len(steps))), maker("o1", 0, **named))
+    if draw(st.booleans()):
+        steps.append(build.after_sales("o1", 0, "REFUND", case_id="c1"))
+        steps.append(build.refund_issued("o1", 0, "c1", draw(st.sampled_from(("5.00", "10.00", "140.00")))))
+    at = T0 + 2 * HOUR  # after the remorse hold of a GB order
+    for n, made in enumerate(steps):
+        at += draw(st.integers(MIN, 4 * DAY))
+        events.append({**made, "event_time": at, "event_id": f"o1-s{n}"})
+    for n, made in enumerate(events[:2]):
+        made["event_id"] = f"o1-d{n}"
+    assert all(contract.problem(e) is None for e in events), [contract.problem(e) for e in events]
+    return Delivery(events)
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(package_stories(), st.data())
+def test_over_random_package_splits_a_line_ships_once_and_refunds_stay_within_the_payment(delivery, data):
+    """check_lines over orders split into packages, with duplicates mixed in; and the order follows its
+    packages: it is delivered only when every package not given up is, it is cancelled for a
+    logistics failure only when every package was given up and nothing was left to ship, and it stays
+    partly shipping while some open line is not shipped."""
+    events = with_copies(delivery.events, data.draw(redelivered(delivery, max_copies=1), label="copies"))
+    room = build.RecordingRoom()
+    outputs, book = run(events, room=room)
+    show("outputs", outputs)
+    check_lines(events, outputs, book, room)
+    order = book.orders["o1"]
+    every = order.get("packages") or ()
+    kept = [p for p in every if p["status"] != "CANCELLED"]
+    unshipped = set(order_lines.open_line_ids(order)) - {line for p in every for line in p["line_ids"]}
+    if order["status"] in (statuses.DELIVERED, statuses.COMPLETED):
+        assert kept and all(p["status"] == "DELIVERED" for p in kept) and not unshipped
+    if order.get("cancel_reason") == "LOGISTICS_FAILURE":
+        assert not kept and not unshipped
+    if order["status"] == statuses.PARTIALLY_SHIPPING:  # a package was shipped (maybe given up since)
+        assert unshipped and every
+    event(f"ends {order['status']}")
 
 
 # --- 9: after-sales refunds -----------------------------------------------------------------------
