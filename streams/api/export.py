@@ -11,6 +11,11 @@ seller to ship (while unpaid or on hold, and for good if cancelled before).
 Text cells that a spreadsheet would read as a formula are neutralised (OWASP,
 CSV injection). Times are ISO 8601 in the order's region time zone, with its
 UTC offset.
+
+An order may ship in several packages: a row's carrier, tracking number and
+package id are those of the package its line went in (empty while the line is
+not shipped). Packages are read through the lifecycle's `shipping.packages`,
+which also reads an order stored before packages (its one parcel on the order).
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 from zoneinfo import ZoneInfo
 
-from orderflow.streams.lifecycle import Policy, lines
+from orderflow.streams.lifecycle import Policy, lines, shipping
 from orderflow.streams.lifecycle import status as st
 
 HEADER = (
@@ -31,6 +36,7 @@ HEADER = (
     "Cancelled Time", "Cancel Reason", "Cancel Detail", "Cancelled By", "Carrier", "Tracking Number", "Buyer ID",
     "Recipient", "Phone", "Address", "City", "Postcode", "Country", "Region", "Shop ID",
     "Line ID", "Line Status",  # added last, so columns read by position stay where they were
+    "Package ID",
 )
 _TIMES = ("created_at", "paid_at", "shipped_at", "delivered_at", "completed_at", "cancelled_at")
 # What a spreadsheet may take for the start of a formula; OWASP adds tab and carriage return to = + - @.
@@ -89,19 +95,26 @@ def local_time(ms: int | None, zone: ZoneInfo) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, zone).isoformat(timespec="seconds")
 
 
+def line_packages(order: dict) -> dict[str, dict]:
+    """The package each shipped line went in, by line id (an order as stored, or as the API shows it)."""
+    return {line: package for package in shipping.packages(order) for line in package["line_ids"]}
+
+
 def rows(order: dict, zone_of: ZoneOf, include_personal_data: bool = False) -> Iterator[list]:
     """The export rows of one order, one per line item."""
     address = shown_address(order, include_personal_data) or {}
     zone = zone_of(order.get("region"))
     street = ", ".join(part for part in (address.get("line1"), address.get("line2")) if part) or None
+    package_of = line_packages(order)
     before = [order["order_id"], order["status"], st.TAB_OF[order["status"]]]
-    after = [
+    middle = [
         Decimal(order["total_amount"]) if order.get("total_amount") is not None else None, order.get("currency"),
         *(local_time(order.get(name), zone) for name in _TIMES),
         order.get("cancel_reason"), order.get("cancel_detail"), order.get("cancel_initiator"),
-        order.get("carrier"), order.get("tracking_number"), order.get("buyer_id"),
-        address.get("recipient_name"), address.get("phone"), street, address.get("city"), address.get("postcode"),
-        address.get("country"), order.get("region"), order.get("shop_id"),
+    ]
+    after = [
+        order.get("buyer_id"), address.get("recipient_name"), address.get("phone"), street, address.get("city"),
+        address.get("postcode"), address.get("country"), order.get("region"), order.get("shop_id"),
     ]
     for place, item in enumerate(order.get("line_items") or [{}], 1):
         quantity, price = item.get("quantity"), item.get("unit_price")
@@ -109,8 +122,10 @@ def rows(order: dict, zone_of: ZoneOf, include_personal_data: bool = False) -> I
         line = [item.get("sku_id"), item.get("product_name"), quantity, price,
                 price * quantity if price is not None and quantity is not None else None]
         line_id = lines.line_id(item, place)
-        own = [line_id, lines.status_of(order, line_id)]
-        yield [neutralise(value) for value in before + line + after + own]
+        package = package_of.get(line_id, {})
+        shipped = [package.get("carrier"), package.get("tracking_number")]
+        own = [line_id, lines.status_of(order, line_id), package.get("package_id")]
+        yield [neutralise(value) for value in before + line + middle + shipped + after + own]
 
 
 class CsvWriter:

@@ -24,9 +24,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Iterable, Mapping
 
 from orderflow.streams.api import urgency
-from orderflow.streams.api.export import shown_address
+from orderflow.streams.api.export import line_packages, shown_address
 from orderflow.streams.book.replay import parse_time
 from orderflow.streams.lifecycle import lines as order_lines
+from orderflow.streams.lifecycle import shipping
 from orderflow.streams.lifecycle import status as st
 from orderflow.streams.lifecycle.contract import MAX_AMOUNT
 from orderflow.streams.lifecycle.payment import is_reminder
@@ -181,8 +182,8 @@ def _sort_value(order: dict, field: str):
     """The value sorted on; None sorts last in both directions."""
     if field == "order_id":
         return 0
-    if field == "ship_by":
-        return ship_by_time(order)
+    if field == "ship_by":  # an order as the API shows it carries its ship-by time (its deadlines as a list)
+        return order["ship_by"] if "ship_by" in order else ship_by_time(order)
     value = order.get(field)
     if field == "total_amount" and value is not None:
         return Decimal(value)
@@ -311,7 +312,7 @@ def iso_utc(ms: int) -> str:
 
 _SUMMARY_FIELDS = ("order_id", "status", "region", "shop_id", "buyer_id", "currency", "total_amount",
                    "created_at", "paid_at", "shipped_at", "delivered_at", "completed_at", "cancelled_at",
-                   "cancel_reason", "carrier", "tracking_number")
+                   "cancel_reason")
 _DETAIL_FIELDS = _SUMMARY_FIELDS + ("channel", "line_items", "paid_amount", "payment_method", "refund_due",
                                     "collected_at", "cancel_initiator", "cancel_detail", "history", "tracking",
                                     "reviews", "after_sales", "cancelled_lines")
@@ -329,27 +330,48 @@ def next_deadline(order: dict) -> dict | None:
     return {"name": name, "due_at": at}
 
 
+def _shown(order: dict, fields: tuple[str, ...]) -> dict:
+    """What a listing row and the detail both show: `fields`, the tab, the ship-by time (sorted on),
+    the lines with the package each went in (None until shipped), and the first package's carrier and
+    tracking number as `carrier` and `tracking_number` (as before orders shipped in packages)."""
+    every = shipping.packages(order)
+    first = every[0] if every else {}
+    package_of = line_packages(order)
+    return {**{name: order.get(name) for name in fields},
+            "carrier": first.get("carrier"), "tracking_number": first.get("tracking_number"),
+            "tab": st.TAB_OF[order["status"]], "late_dispatched": bool(order.get("late_dispatched")),
+            "ship_by": ship_by_time(order),
+            "lines": [{"line_id": line, "sku_id": item.get("sku_id"), "product_name": item.get("product_name"),
+                       "quantity": item.get("quantity"), "status": order_lines.status_of(order, line),
+                       "package_id": package_of[line]["package_id"] if line in package_of else None}
+                      for line, item in zip(order_lines.line_ids(order), order.get("line_items") or ())]}
+
+
 def summary(order: dict) -> dict:
     """A row of a listing: no address, no history; the buyer masked."""
     items = order.get("line_items") or ()
-    return {**{name: order.get(name) for name in _SUMMARY_FIELDS},
-            "tab": st.TAB_OF[order["status"]], "conditions": sorted(order.get("conditions") or ()),
-            "late_dispatched": bool(order.get("late_dispatched")),
+    return {**_shown(order, _SUMMARY_FIELDS), "conditions": sorted(order.get("conditions") or ()),
             "items": sum(item.get("quantity", 0) for item in items),
             "sku_ids": sorted({item.get("sku_id") for item in items}),
-            "lines": [{"line_id": line, "sku_id": item.get("sku_id"), "product_name": item.get("product_name"),
-                       "quantity": item.get("quantity"), "status": order_lines.status_of(order, line)}
-                      for line, item in zip(order_lines.line_ids(order), items)],
             "buyer": (shown_address(order) or {}).get("recipient_name"),
             "next_deadline": next_deadline(order)}
+
+
+def packages(order: dict) -> list[dict]:
+    """The order's packages as the detail shows them, each with its own tracking entries."""
+    return [{"package_id": package["package_id"], "line_ids": list(package["line_ids"]),
+             "carrier": package.get("carrier"), "tracking_number": package.get("tracking_number"),
+             "status": package.get("status"), "shipped_at": package.get("shipped_at"),
+             "delivered_at": package.get("delivered_at"), "failed": package.get("failed"),
+             "tracking": shipping.package_tracking(order, package["package_id"])}
+            for package in shipping.packages(order)]
 
 
 def detail(order: dict, include_personal_data: bool = False) -> dict:
     """Everything about one order but the engine's bookkeeping; the address masked unless asked for."""
     address = shown_address(order, include_personal_data)
-    return {**{name: order.get(name) for name in _DETAIL_FIELDS},
-            "tab": st.TAB_OF[order["status"]], "conditions": dict(order.get("conditions") or {}),
-            "late_dispatched": bool(order.get("late_dispatched")), "shipping_address": address,
+    return {**_shown(order, _DETAIL_FIELDS), "conditions": dict(order.get("conditions") or {}),
+            "shipping_address": address, "packages": packages(order),
             "deadlines": [{"name": name, "due": iso_utc(due), "due_at": due}
                           for name, due in sorted(order.get("deadlines", {}).items(), key=lambda d: (d[1], d[0]))]}
 

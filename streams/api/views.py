@@ -3,7 +3,8 @@
     GET /orders             a page of order summaries: filters, sort, cursor (order_query)
     GET /orders/counts      counts per seller tab and per status, same filters
     GET /orders/export      the seller-centre export as CSV, streamed (export)
-    GET /orders/{order_id}  one order: status, tab, conditions, history, tracking, deadlines, reviews, after-sales
+    GET /orders/{order_id}  one order: status, tab, conditions, history, packages and their tracking, deadlines,
+                            reviews, after-sales
     GET /centre/            the order centre, a page over the above (streams/api/page/)
 
 Any worker answers for all: it asks every other worker of the group (their web

@@ -43,11 +43,12 @@ def packages(order: dict) -> list[dict]:
     if order.get("packages") or order.get("carrier") is None:
         return order.get("packages") or []
     failed = (order.get("conditions") or {}).get(st.DELIVERY_FAILED)
+    kept = {"last_logistics_at": order.get("last_logistics_at"), "delivered_at": order.get("delivered_at"),
+            "failed": failed}
     return [{"package_id": "1", "line_ids": lines.open_line_ids(order), "carrier": order["carrier"],
-             "tracking_number": order["tracking_number"], "shipped_at": order.get("shipped_at"),
+             "tracking_number": order.get("tracking_number"), "shipped_at": order.get("shipped_at"),
              "status": _BEFORE_PACKAGES.get(order["status"], _GIVEN_UP),
-             **({"last_logistics_at": order["last_logistics_at"]} if order.get("last_logistics_at") else {}),
-             **({"failed": failed} if failed else {})}]
+             **{name: value for name, value in kept.items() if value}}]
 
 
 def package_tracking(order: dict, package_id: str) -> list[dict]:

@@ -8,9 +8,12 @@ import pytest
 from openpyxl import load_workbook
 
 from orderflow.streams.api.export import HEADER, XlsxWriter, neutralise, open_writer, rows, time_zones, write_orders
+from orderflow.streams.api.order_query import detail
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.lifecycle.order import new_order
-from support.orders import ADDRESS
+from support.orders import (ADDRESS, DAY, HOUR, MIN, T0, created, delivered, lines, paid, seller_cancelled, shipped,
+                            total, update)
+from support.replays import replayed
 
 ZONE_OF = time_zones(Policy.load())
 NOV_1 = 1_793_534_400_000  # 2026-11-01T12:00:00Z (GMT in London)
@@ -40,7 +43,7 @@ def as_dicts(order_dict, **kw) -> list[dict]:
 
 def test_one_row_per_line_item_with_the_seller_centre_columns():
     first, second = as_dicts(order())
-    assert len(HEADER) == len(set(HEADER)) == 32
+    assert len(HEADER) == len(set(HEADER)) == 33
     assert first == {
         "Order ID": "x1", "Order Status": "CANCELLED", "Seller Tab": "Cancelled", "SKU ID": "sku-1",
         "Product Name": "Phone case", "Quantity": 2, "Unit Price": Decimal("9.99"), "Line Amount": Decimal("19.98"),
@@ -50,7 +53,7 @@ def test_one_row_per_line_item_with_the_seller_centre_columns():
         "Cancel Detail": "OUT_OF_STOCK", "Cancelled By": "SELLER", "Carrier": None, "Tracking Number": None,
         "Buyer ID": "buyer-7", "Recipient": "A***", "Phone": "***23", "Address": "***", "City": "London",
         "Postcode": "***", "Country": "GB", "Region": "GB", "Shop ID": "shop-1", "Line ID": "1",
-        "Line Status": "CANCELLED"}
+        "Line Status": "CANCELLED", "Package ID": None}
     assert (second["SKU ID"], second["Quantity"], second["Line Amount"]) == ("sku-2", 1, Decimal("19.99"))
     assert (second["Line ID"], second["Line Status"]) == ("2", "CANCELLED")
     assert second["Order Amount"] == Decimal("39.97")  # the order's amount on each of its rows
@@ -87,11 +90,113 @@ def test_each_line_shows_its_own_status():
     assert (second["Line ID"], second["Line Status"]) == ("L-b", "CANCELLED")
 
 
+def test_columns_read_by_position_stay_where_they_were():
+    """Consumers read columns by position: new ones are appended, never inserted."""
+    assert HEADER.index("Carrier") == 19 and HEADER.index("Tracking Number") == 20 and HEADER.index("Shop ID") == 29
+    assert HEADER[-3:] == ("Line ID", "Line Status", "Package ID")
+
+
+THREE = lines(3)  # line ids 1, 2, 3
+
+
+def packaged_orders() -> dict[str, dict]:
+    """Orders made by the real rules: "two" in two packages (A: lines 1 and 3, delivered; B: line 2, on
+    its way), "part" with one package (P: line 2) and lines 1 and 3 still to ship."""
+    events = []
+    for order_id in ("two", "part"):
+        events += [created(order_id, T0, line_items=THREE, total_amount=total(THREE)),
+                   paid(order_id, T0 + MIN, total(THREE))]
+    events += [shipped("two", T0 + DAY, package_id="A", line_ids=["1", "3"], tracking_number="RM1"),
+               shipped("two", T0 + DAY + HOUR, package_id="B", line_ids=["2"], carrier="DPD", tracking_number="DPD2"),
+               update("two", T0 + 2 * DAY, package_id="A"), update("two", T0 + 2 * DAY, package_id="B"),
+               delivered("two", T0 + 3 * DAY, package_id="A"),
+               shipped("part", T0 + DAY, package_id="P", line_ids=["2"], carrier="Evri", tracking_number="EV7")]
+    _, book = replayed(events, T0 + 3 * DAY, Policy.load())
+    return book.orders
+
+
+def stored_before_packages(order: dict) -> dict:
+    """The order as the version before packages stored it: its one parcel on the order itself."""
+    old = {k: v for k, v in order.items() if k != "packages"}
+    parcel = order["packages"][0]
+    old.update(carrier=parcel["carrier"], tracking_number=parcel["tracking_number"])
+    old["tracking"] = [{k: v for k, v in entry.items() if k != "package_id"} for entry in order["tracking"]]
+    return old
+
+
+def old_order() -> dict:
+    """Shipped in one parcel (line 3 cancelled before), stored by the version before packages."""
+    events = [created("old", T0, line_items=THREE, total_amount=total(THREE)), paid("old", T0 + MIN, total(THREE)),
+              seller_cancelled("old", T0 + HOUR, line_ids=["3"]), shipped("old", T0 + DAY, tracking_number="RM9"),
+              update("old", T0 + 2 * DAY)]
+    _, book = replayed(events, T0 + 2 * DAY, Policy.load())
+    return stored_before_packages(book.orders["old"])
+
+
+def shipping_columns(order_dict) -> list[tuple]:
+    return [(row["Line ID"], row["Line Status"], row["Carrier"], row["Tracking Number"], row["Package ID"])
+            for row in as_dicts(order_dict)]
+
+
+def test_each_line_shows_the_carrier_tracking_number_and_id_of_its_own_package():
+    orders = packaged_orders()
+    assert orders["two"]["status"] == "IN_TRANSIT" and orders["part"]["status"] == "PARTIALLY_SHIPPING"
+    assert shipping_columns(orders["two"]) == [("1", "IN_TRANSIT", "Royal Mail", "RM1", "A"),
+                                               ("2", "IN_TRANSIT", "DPD", "DPD2", "B"),
+                                               ("3", "IN_TRANSIT", "Royal Mail", "RM1", "A")]
+    # A line not shipped yet has no carrier, tracking number or package.
+    assert shipping_columns(orders["part"]) == [("1", "PARTIALLY_SHIPPING", None, None, None),
+                                                ("2", "PARTIALLY_SHIPPING", "Evri", "EV7", "P"),
+                                                ("3", "PARTIALLY_SHIPPING", None, None, None)]
+    assert as_dicts(orders["part"])[0]["Seller Tab"] == "To ship"
+
+
+def test_an_order_stored_before_packages_exports_its_carrier_on_each_shipped_line():
+    old = old_order()
+    assert "packages" not in old and old["carrier"] == "Royal Mail"
+    # Its parcel reads as package "1", of the lines open when it shipped (not the one cancelled before).
+    assert shipping_columns(old) == [("1", "IN_TRANSIT", "Royal Mail", "RM9", "1"),
+                                     ("2", "IN_TRANSIT", "Royal Mail", "RM9", "1"),
+                                     ("3", "CANCELLED", None, None, None)]
+
+
+def test_rows_of_an_order_as_the_api_shows_it_are_the_rows_of_the_order():
+    """`orderflow export` writes the rows of the API's detail listing: the same as from the orders table."""
+    orders = packaged_orders()
+    orders["old"] = old_order()
+    for shown in orders.values():
+        for personal in (False, True):
+            assert list(rows(detail(shown, personal), ZONE_OF, personal)) == list(rows(shown, ZONE_OF, personal))
+
+
+def test_csv_and_xlsx_files_carry_the_package_column_last(tmp_path):
+    orders = packaged_orders()
+    read = {}
+    for format in ("csv", "xlsx"):
+        path = tmp_path / f"orders.{format}"
+        writer = open_writer(format, path)
+        write_orders([orders["two"], orders["part"]], writer, ZONE_OF)
+        writer.close()
+        if format == "csv":
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                table = [tuple(row) for row in csv.reader(fh)]
+        else:
+            book = load_workbook(path, read_only=True)
+            table = list(book["Orders"].iter_rows(values_only=True))
+            book.close()
+        assert table[0] == HEADER
+        read[format] = [(row[0], row[19], row[20], row[-1]) for row in table[1:]]  # by position
+    assert read["xlsx"] == [("two", "Royal Mail", "RM1", "A"), ("two", "DPD", "DPD2", "B"),
+                            ("two", "Royal Mail", "RM1", "A"), ("part", None, None, None),
+                            ("part", "Evri", "EV7", "P"), ("part", None, None, None)]
+    assert read["csv"] == [tuple("" if value is None else value for value in row) for row in read["xlsx"]]
+
+
 @pytest.mark.parametrize("text", ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"])
 def test_cells_that_would_start_a_formula_get_a_leading_quote(text):
     row = as_dicts(order(line_items=[{"sku_id": text, "product_name": text, "quantity": 1, "unit_price": "1"}],
-                         shop_id=text, buyer_id=text, carrier=text))[0]
-    for column in ("SKU ID", "Product Name", "Shop ID", "Buyer ID", "Carrier"):
+                         shop_id=text, buyer_id=text, carrier=text, tracking_number=text))[0]
+    for column in ("SKU ID", "Product Name", "Shop ID", "Buyer ID", "Carrier", "Tracking Number"):
         assert row[column] == "'" + text
     assert neutralise("Phone case") == "Phone case" and neutralise("a=b") == "a=b" and neutralise(5) == 5
 

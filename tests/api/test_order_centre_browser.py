@@ -42,7 +42,7 @@ ORIGIN = 1_800_000_000_000
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 MARKUP = '<img src=x onerror="window.pwned=1">'
 TABS = ("Unpaid", "To ship", "Shipped", "Completed", "Cancelled")
-ORDERS = 30
+ORDERS = 32
 
 
 def story() -> list[dict]:
@@ -71,6 +71,16 @@ def story() -> list[dict]:
                               ("oc-asked", ORIGIN - 10 * HOUR)):
         events += [created(order_id, paid_at - MIN), paid(order_id, paid_at)]
     events.append(cancel_request("oc-asked", ORIGIN - 2 * HOUR))
+    # Shipped in two packages (A delivered, B not collected yet); partly shipped (lines 1 and 3 to ship).
+    three = [item("sku-1", 1, "2.00"), item("sku-2", 1, "3.00"), item("sku-3", 1, "4.00")]
+    at = ORIGIN - 30 * HOUR
+    for order_id in ("oc-parcels", "oc-partial"):
+        events += [created(order_id, at, line_items=three, total_amount="9.00"), paid(order_id, at + MIN, "9.00")]
+    events += [shipped("oc-parcels", at + HOUR, package_id="A", line_ids=["1", "3"], tracking_number="RM1"),
+               shipped("oc-parcels", at + 2 * HOUR, package_id="B", line_ids=["2"], carrier="DPD",
+                       tracking_number="DPD2"),
+               delivered("oc-parcels", at + 20 * HOUR, package_id="A"),
+               shipped("oc-partial", at + HOUR, package_id="P1", line_ids=["2"], carrier="Evri", tracking_number="EV7")]
     events.append(created("oc-markup", ORIGIN - HOUR, shop_id=MARKUP,
                           line_items=[item("sku-x", 1, "1.00") | {"product_name": MARKUP}], total_amount="1.00"))
     return sorted(events, key=lambda event: event["event_time"])
@@ -270,6 +280,44 @@ def test_the_detail_shows_the_status_history_a_replay_gives(worker, browser):
     steps = [re.search(r"→ (\S+) \((\S+)\)$", li.text).groups()
              for li in browser.find_elements(By.CSS_SELECTOR, "#timeline li")]
     assert steps == expected and len(steps) >= 4
+
+
+def test_the_detail_shows_each_package_with_its_lines_carrier_status_and_tracking(worker, browser):
+    browser.get(centre(worker, "?order=oc-parcels"))
+    loaded_after(browser, None)
+    assert browser.find_element(By.ID, "detail-title").text == "oc-parcels: AWAITING_COLLECTION"
+    shown = {li.get_attribute("data-package-id"): li
+             for li in browser.find_elements(By.CSS_SELECTOR, "#packages li.package")}
+    assert list(shown) == ["A", "B"]
+    a, b = shown["A"], shown["B"]
+    assert a.find_element(By.CLASS_NAME, "package-head").text == "Package A DELIVERED Royal Mail RM1"
+    assert b.find_element(By.CLASS_NAME, "package-head").text == "Package B AWAITING_COLLECTION DPD DPD2"
+    assert a.find_element(By.CLASS_NAME, "package-facts").text.startswith("lines 1, 3, shipped ")
+    assert "delivered " in a.find_element(By.CLASS_NAME, "package-facts").text
+    assert b.find_element(By.CLASS_NAME, "package-facts").text.startswith("line 2, shipped ")
+    history = [[entry.text for entry in package.find_elements(By.CSS_SELECTOR, ".package-tracking li")]
+               for package in (a, b)]
+    assert [[text.split(": ")[1] for text in entries] for entries in history] == [
+        ["SHIPPED", "DELIVERED"], ["SHIPPED"]]
+    lines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#lines li")]
+    assert [line.split(", ")[-1] for line in lines] == ["package A", "package B", "package A"]
+    # Package B's stall check is named SHIPMENT_STALLED:B: shown in words, with its package.
+    deadlines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#deadlines li")]
+    assert [text.split(":")[0] for text in deadlines] == ["carrier check (package B)"]
+    assert "carrier check (package B)" in browser.find_element(
+        By.CSS_SELECTOR, '#orders tr[data-order-id="oc-parcels"] td[data-label="Next deadline"]').text
+    browser.find_element(By.ID, "packages").location_once_scrolled_into_view
+    browser.save_screenshot(str(ARTIFACTS / "order-centre-packages.png"))
+
+    browser.get(centre(worker, "?tab=To%20ship&order=oc-partial"))
+    loaded_after(browser, None)
+    assert "oc-partial" in listed_ids(browser)
+    assert browser.find_element(By.ID, "detail-title").text == "oc-partial: PARTIALLY_SHIPPING"
+    packages = browser.find_elements(By.CSS_SELECTOR, "#packages li.package")
+    assert [p.find_element(By.CLASS_NAME, "package-head").text for p in packages] == [
+        "Package P1 AWAITING_COLLECTION Evri EV7"]
+    lines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#lines li")]
+    assert ["package P1" in line for line in lines] == [False, True, False]
 
 
 def test_markup_in_an_order_shows_as_text(worker, browser):

@@ -15,7 +15,8 @@ from orderflow.streams.lifecycle import Policy
 from orderflow.streams.api.order_query import (MAX_LIMIT, Filters, Query, QueryError, check_known, counts, detail,
                                                summary)
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, cancel_request, confirmed, created, delivered, failed,
-                            paid, seller_cancelled, shipped, update)
+                            lines, paid, seller_cancelled, shipped, total, update)
+from support.replays import replayed
 
 NOW = T0 + 10 * HOUR
 
@@ -161,10 +162,25 @@ def test_a_page_stays_put_when_orders_before_the_cursor_change():
 
 
 def test_summaries_carry_their_sort_keys_so_merged_pages_sort_the_same():
-    for sort in ("created_at", "-paid_at", "-total_amount", "order_id"):
+    for sort in ("created_at", "-paid_at", "-total_amount", "order_id", "ship_by", "-ship_by"):
         query = Query.parse({"sort": sort})
-        assert [query.key(summary(o)) for o in ORDERS.values() if o["status"]] == \
-               [query.key(o) for o in ORDERS.values() if o["status"]]
+        for shown in (summary, detail):
+            assert [query.key(shown(o)) for o in ORDERS.values() if o["status"]] == \
+                   [query.key(o) for o in ORDERS.values() if o["status"]], (sort, shown)
+
+
+@pytest.mark.parametrize("shown", [summary, detail])
+def test_pages_of_shown_orders_sorted_by_ship_by_reach_every_order(shown):
+    """The API cuts its pages (and their cursors) from orders as it shows them."""
+    query, seen = Query.parse({"sort": "ship_by", "limit": "1"}), []
+    while True:
+        page, cursor = query.page([shown(o) for o in query.select(ORDERS.values())])
+        seen += ids(page)
+        if cursor is None:
+            break
+        query = query.resume(cursor)
+    assert seen == listed(sort="ship_by", limit=MAX_LIMIT) and len(seen) == 8
+    assert seen[:3] == ["o8", "o2", "o4"]  # to ship, the one past its ship-by first; then those with none
 
 
 @settings(max_examples=60, deadline=None)
@@ -263,3 +279,79 @@ def test_detail_shows_state_history_tracking_deadlines_and_after_sales_with_the_
     assert listed_row["sku_ids"] == ["sku-1", "sku-3"] and listed_row["items"] == 3
     assert listed_row["conditions"] == ["CANCEL_REQUESTED"] and "shipping_address" not in listed_row
     assert Decimal(listed_row["total_amount"]) == Decimal("120.00")
+
+
+THREE = lines(3)  # line ids 1, 2, 3
+
+
+def shipped_in_packages() -> dict[str, dict]:
+    """By the real rules: "two" in packages A (lines 1 and 3, delivered) and B (line 2, on its way),
+    "part" with package P (line 2) and lines 1 and 3 still to ship."""
+    events = []
+    for order_id in ("two", "part"):
+        events += [created(order_id, T0, line_items=THREE, total_amount=total(THREE)),
+                   paid(order_id, T0 + MIN, total(THREE))]
+    events += [shipped("two", T0 + DAY, package_id="A", line_ids=["1", "3"], tracking_number="RM1"),
+               shipped("two", T0 + DAY + HOUR, package_id="B", line_ids=["2"], carrier="DPD", tracking_number="DPD2"),
+               update("two", T0 + 2 * DAY, package_id="A"), update("two", T0 + 2 * DAY, package_id="B"),
+               delivered("two", T0 + 3 * DAY, package_id="A"),
+               shipped("part", T0 + DAY, package_id="P", line_ids=["2"], carrier="Evri", tracking_number="EV7")]
+    _, book = replayed(events, T0 + 3 * DAY, Policy.load())
+    return book.orders
+
+
+def test_detail_shows_each_package_with_its_lines_carrier_status_and_own_tracking():
+    order = shipped_in_packages()["two"]
+    shown = detail(order)
+    assert shown["status"] == "IN_TRANSIT"
+    assert [{k: v for k, v in p.items() if k != "tracking"} for p in shown["packages"]] == [
+        {"package_id": "A", "line_ids": ["1", "3"], "carrier": "Royal Mail", "tracking_number": "RM1",
+         "status": "DELIVERED", "shipped_at": T0 + DAY, "delivered_at": T0 + 3 * DAY, "failed": None},
+        {"package_id": "B", "line_ids": ["2"], "carrier": "DPD", "tracking_number": "DPD2", "status": "IN_TRANSIT",
+         "shipped_at": T0 + DAY + HOUR, "delivered_at": None, "failed": None}]
+    a, b = shown["packages"]
+    assert [(e["status"], e["at"] - T0) for e in a["tracking"]] == [("SHIPPED", DAY), ("IN_TRANSIT", 2 * DAY),
+                                                                     ("DELIVERED", 3 * DAY)]
+    assert [(e["status"], e["at"] - T0) for e in b["tracking"]] == [("SHIPPED", DAY + HOUR), ("IN_TRANSIT", 2 * DAY)]
+    assert len(shown["tracking"]) == 5  # the order's tracking, every package's, as before
+    # B's own deadline is named KIND:package_id; A's (the first package's) would have the plain name.
+    assert [d["name"] for d in shown["deadlines"]] == ["SHIPMENT_STALLED:B"]
+    # Clients of one carrier and tracking number per order read the first package's.
+    for view in (shown, summary(order)):
+        assert (view["carrier"], view["tracking_number"]) == ("Royal Mail", "RM1")
+        assert [(line["line_id"], line["package_id"]) for line in view["lines"]] == [("1", "A"), ("2", "B"),
+                                                                                     ("3", "A")]
+    assert json.loads(json.dumps(shown)) == shown  # as the API sends it
+
+
+def test_a_partly_shipped_order_is_to_ship_with_its_unshipped_lines_in_no_package():
+    orders = shipped_in_packages()
+    part = orders["part"]
+    listed_row = summary(part)
+    assert (listed_row["status"], listed_row["tab"]) == ("PARTIALLY_SHIPPING", "To ship")
+    assert [(line["line_id"], line["package_id"]) for line in listed_row["lines"]] == [
+        ("1", None), ("2", "P"), ("3", None)]
+    assert (listed_row["carrier"], listed_row["tracking_number"]) == ("Evri", "EV7")
+    assert [(p["package_id"], p["status"]) for p in detail(part)["packages"]] == [("P", "AWAITING_COLLECTION")]
+    # Its ship-by clock runs on: it is still sorted and judged by it.
+    assert listed_row["ship_by"] == part["deadlines"]["SHIP_BY"] == T0 + MIN + 72 * HOUR
+    for params in ({"tab": "To ship"}, {"status": "partially_shipping"}):
+        assert Filters.parse(params).accepts(part) and not Filters.parse(params).accepts(orders["two"])
+    assert counts(Counter(o["status"] for o in orders.values()))["tabs"]["To ship"] == 1
+    # Not shipped at all: no package, no carrier.
+    fresh = ORDERS["o2"]
+    assert detail(fresh)["packages"] == [] and summary(fresh)["carrier"] is None
+    assert {line["package_id"] for line in summary(fresh)["lines"]} == {None}
+
+
+def test_an_order_stored_before_packages_shows_its_parcel_as_package_1():
+    order = ORDERS["o3"]  # shipped, then scanned in transit
+    old = {k: v for k, v in order.items() if k != "packages"}
+    old.update(carrier=order["packages"][0]["carrier"], tracking_number=order["packages"][0]["tracking_number"])
+    old["tracking"] = [{k: v for k, v in entry.items() if k != "package_id"} for entry in order["tracking"]]
+    shown = detail(old)
+    assert [(p["package_id"], p["line_ids"], p["carrier"], p["tracking_number"], p["status"])
+            for p in shown["packages"]] == [("1", ["1"], "Royal Mail", "RM123", "IN_TRANSIT")]
+    assert [e["status"] for e in shown["packages"][0]["tracking"]] == ["SHIPPED", "IN_TRANSIT"]
+    assert (summary(old)["carrier"], summary(old)["tracking_number"]) == ("Royal Mail", "RM123")
+    assert [line["package_id"] for line in summary(old)["lines"]] == ["1"]

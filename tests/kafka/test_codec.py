@@ -9,7 +9,7 @@ import re
 import fastavro
 import pytest
 
-from orderflow.streams.kafka import topics
+from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.codec import (MAGIC, Codec, SchemaError, codec_for, codec_for_topic, fingerprint,
                                            schema_versions)
 from support.schemas import complete
@@ -45,6 +45,12 @@ ORDER_EVENTS = [
      "event_time": T0 + 9 * 86_400_000, "rating": 5, "comment": "Arrived fast, great quality."},
     {"event_id": "evt-0007", "event_type": "AFTER_SALES_REQUESTED", "order_id": "GB-5771230001",
      "event_time": T0 + 10 * 86_400_000, "kind": "EXCHANGE", "reason": "WRONG_SIZE"},
+    # One package of some lines (OrderEvent v4's package_id, and line_ids on PACKAGE_SHIPPED), then its delivery.
+    {"event_id": "evt-0009", "event_type": "PACKAGE_SHIPPED", "order_id": "GB-5771230001",
+     "event_time": T0 + 86_400_000, "carrier": "Evri", "tracking_number": "EV123456789GB", "package_id": "pkg-A",
+     "line_ids": ["1", "3"]},
+    {"event_id": "evt-0010", "event_type": "DELIVERED", "order_id": "GB-5771230001",
+     "event_time": T0 + 3 * 86_400_000, "package_id": "pkg-A"},
     {"event_id": "evt-0008", "event_type": "DELIVERED", "order_id": "MY-100200", "event_time": T0},
 ]
 SAMPLES = [
@@ -57,6 +63,11 @@ SAMPLES = [
     (topics.STATUS_CHANGES, {
         "output_id": "sc-GB-5771230009-1", "order_id": "GB-5771230009", "at": T0, "to_status": "UNPAID",
         "reason": "CREATED",
+    }),
+    (topics.STATUS_CHANGES, {  # StatusChange v3
+        "output_id": "sc-GB-5771230001-3", "order_id": "GB-5771230001", "at": T0 + 86_400_000,
+        "from_status": "AWAITING_SHIPMENT", "to_status": "PARTIALLY_SHIPPING", "reason": "SHIPPED",
+        "region": "GB", "shop_id": "shop-gb-42", "event_id": "evt-0009",
     }),
     (topics.REMINDERS, {
         "output_id": "rm-GB-5771230009-15m", "order_id": "GB-5771230009", "at": T0 + 15 * 60_000,
@@ -153,6 +164,22 @@ def test_v1_message_decodes_with_v2_reader():
     decoded = codec_for("OrderEvent").decode(data)
     assert decoded["channel"] is None
     assert decoded == complete("OrderEvent", record)
+
+
+def test_package_fields_round_trip_into_the_core_event():
+    """A package's events keep package_id and line_ids through Avro, and come out as the JSON-form event."""
+    for event in (e for e in ORDER_EVENTS if e.get("package_id")):
+        assert messages.event_from_record(codec_for("OrderEvent").decode(codec_for("OrderEvent").encode(event))) \
+            == event
+
+
+def test_v3_message_decodes_without_a_package():
+    versions = dict(schema_versions("OrderEvent"))
+    shipped = {"event_id": "evt-0009", "event_type": "PACKAGE_SHIPPED", "order_id": "GB-5771230001",
+               "event_time": T0, "carrier": "Evri", "tracking_number": "EV1", "line_ids": ["1"]}
+    decoded = codec_for("OrderEvent").decode(MAGIC + fingerprint(versions[3]) + fastavro_body(versions[3], shipped))
+    assert decoded["package_id"] is None
+    assert decoded == complete("OrderEvent", shipped)
 
 
 def test_bad_v1_messages_raise_schema_error():

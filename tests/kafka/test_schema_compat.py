@@ -11,6 +11,8 @@ from fastavro.read import SchemaResolutionError
 from orderflow.streams.kafka.codec import MAGIC, codec_for, fingerprint, schema_names, schema_versions
 from orderflow.streams.kafka.schema_compat import check_backward_compatible
 from orderflow.streams.kafka.topics import ALL_TOPICS
+from orderflow.streams.lifecycle import contract
+from orderflow.streams.lifecycle import status as st
 from support.schemas import complete, with_defaults
 
 VERSION_PAIRS = [
@@ -55,6 +57,18 @@ def test_versions_have_distinct_fingerprints():
     for name in schema_names():
         fingerprints = [fingerprint(schema) for _, schema in schema_versions(name)]
         assert len(set(fingerprints)) == len(fingerprints), name
+
+
+def test_newest_schemas_carry_what_the_core_reads_and_writes():
+    """A field or status the core knows needs a new schema version, or it cannot cross a topic."""
+    _, events = schema_versions("OrderEvent")[-1]
+    fields = {field["name"]: field for field in events["fields"]}
+    assert set(contract.ESSENTIAL) <= set(fields["event_type"]["type"]["symbols"])
+    named = {*(name for names in contract.ESSENTIAL.values() for name in names), "line_ids", "case_id", "package_id"}
+    assert named <= set(fields)
+    _, changes = schema_versions("StatusChange")[-1]
+    order_status = next(field for field in changes["fields"] if field["name"] == "from_status")["type"][1]
+    assert order_status["symbols"] == list(st.STATUSES)  # in the core's order, as each version added its symbol
 
 
 def sample(schema, named, variant, with_nulls=False):

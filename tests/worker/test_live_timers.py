@@ -19,7 +19,7 @@ from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.kafka.publish import Publisher
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.worker.clock import AcceleratedClock, wall_ms
-from support.orders import HOUR, cancel_request, created, delivered, failed, paid, shipped, update
+from support.orders import HOUR, cancel_request, created, delivered, failed, lines, paid, shipped, total, update
 from support.reliability import final_tally
 
 FACTOR = 14_400
@@ -44,6 +44,12 @@ def traffic(t0: int) -> list[tuple[int, dict]]:
         (0, created("live-f", at(0))), (52, paid("live-f", at(52))),     # pays after the auto-cancel
         (2, paid("live-g", at(2))), (2.1, g_created),                    # creation arrives after payment
         (0, created("live-h", at(0))), (1, shipped("live-h", at(1))),    # shipped while unpaid
+        # Two packages: P1 delivered, P2 failed and never redelivered: given up after 3 days, the
+        # order is delivered and (auto-confirm 3 days from P1's delivery) completed at once.
+        (0, created("live-i", at(0), line_items=lines(2), total_amount=total(lines(2)))),
+        (2, paid("live-i", at(2), "50.00")), (6, shipped("live-i", at(6), package_id="P1", line_ids=["1"])),
+        (7, shipped("live-i", at(7), package_id="P2", line_ids=["2"])), (10, delivered("live-i", at(10), package_id="P1")),
+        (12, failed("live-i", at(12), package_id="P2")),
         (3, dict(b_created)),                                            # a redelivered duplicate
     ]
     return sorted(((at(hours), event) for hours, event in plan), key=lambda item: item[0])
@@ -92,6 +98,7 @@ def test_live_worker_fires_the_same_deadlines_as_replay(own_broker, tmp_path):
     assert {"PAYMENT_REMINDER_15M", "PAYMENT_REMINDER_16H", "UNPAID_TIMEOUT", "SHIP_BY_OVERDUE",
             "CANCEL_REQUEST_TIMEOUT", "REDELIVERY_WINDOW_EXPIRED", "LOGISTICS_FAILURE", "AUTO_CONFIRMED",
             "PAYMENT_AFTER_CANCEL"} <= kinds
+    assert {"PARTIALLY_SHIPPING"} <= {r.get("to_status") for _, r in live.values()}
     # Each order's status changes came out in the same order as in the replay.
     assert _status_sequences(published) == _status_sequences(replayed.values())
     counts = final_tally(worker.log())

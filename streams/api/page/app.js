@@ -11,6 +11,9 @@ const DEADLINE_WORDS = {SHIP_BY: "ships", UNPAID_TIMEOUT: "auto-cancels", CANCEL
                         REDELIVERY_DISPATCH: "redelivery due", SHIPMENT_STALLED: "carrier check",
                         REMORSE_PERIOD: "hold ends", AFTER_SALES_RESPONSE: "case answer due",
                         RETURN_SHIP_WINDOW: "return due back"};
+// Deadlines of one package or one after-sales case are named KIND:id (the first package's: KIND alone).
+const PACKAGE_DEADLINES = ["SHIPMENT_STALLED", "REDELIVERY_WINDOW", "REDELIVERY_DISPATCH"];
+const CASE_DEADLINES = ["AFTER_SALES_RESPONSE", "RETURN_SHIP_WINDOW"];
 const REFRESH_MS = 5000;
 const TOKEN_KEY = "orderflow-token";
 
@@ -85,13 +88,28 @@ function duration(ms) {
   return Math.round(hours / 24) + " d";
 }
 
-function timeLeft(deadline, now) {
-  // "ships in 5 h", "ships overdue 3 h": by the worker's clock, which a demo runs fast.
-  if (!deadline) return "";
-  const kind = deadline.name.split(":")[0];  // an after-sales case's deadlines are KIND:case_id
+function deadlineWords(name, firstPackage) {
+  // "carrier check", "carrier check (package B)", "case answer due (case c1)": the words of the kind
+  // (the part before ':'), and whose deadline it is. A plain package deadline is the first package's,
+  // named when the order has several (`firstPackage`).
+  const colon = name.indexOf(":");
+  const kind = colon < 0 ? name : name.slice(0, colon);
+  const id = colon < 0 ? (PACKAGE_DEADLINES.includes(kind) ? firstPackage : null) : name.slice(colon + 1);
   const words = DEADLINE_WORDS[kind] || kind.toLowerCase().replaceAll("_", " ");
+  if (!id) return words;
+  const owner = CASE_DEADLINES.includes(kind) ? "case " : PACKAGE_DEADLINES.includes(kind) ? "package " : "";
+  return `${words} (${owner}${id})`;
+}
+
+function dueIn(deadline, now) {
+  // "in 5 h", "overdue 3 h": by the worker's clock, which a demo runs fast.
   const left = deadline.due_at - now;
-  return left >= 0 ? `${words} in ${duration(left)}` : `${words} overdue ${duration(left)}`;
+  return left >= 0 ? `in ${duration(left)}` : `overdue ${duration(left)}`;
+}
+
+function timeLeft(deadline, now) {
+  // "ships in 5 h", "ships overdue 3 h".
+  return deadline ? `${deadlineWords(deadline.name)} ${dueIn(deadline, now)}` : "";
 }
 
 function linesSummary(lines) {
@@ -193,33 +211,79 @@ function listInto(id, items, text) {
   list.replaceChildren(...(items.length ? items.map((item, index) => el("li", text(item, index))) : [el("li", "none")]));
 }
 
+function orderPackages(order) {
+  // The order's packages; a worker of the version before packages answers with one carrier and
+  // tracking number on the order: its one parcel.
+  if (order.packages) return order.packages;
+  if (!order.carrier) return [];
+  return [{package_id: "1", line_ids: [], carrier: order.carrier, tracking_number: order.tracking_number,
+           status: order.status, shipped_at: order.shipped_at, delivered_at: order.delivered_at,
+           tracking: order.tracking || []}];
+}
+
+function showPackages(packages, zone) {
+  // Each package: its id, status, carrier and tracking number, lines, times, then its own tracking.
+  const list = $("packages");
+  list.replaceChildren();
+  if (!packages.length) list.append(el("li", "none shipped yet"));
+  for (const parcel of packages) {
+    const item = el("li", null, "package");
+    item.dataset.packageId = parcel.package_id;
+    const head = el("div", null, "package-head");
+    head.append(el("strong", `Package ${parcel.package_id}`), " ", el("span", parcel.status, "badge"), " ",
+                el("span", [parcel.carrier, parcel.tracking_number].filter(Boolean).join(" "), "carrier"));
+    const lines = parcel.line_ids || [];
+    const facts = [lines.length ? `${lines.length === 1 ? "line" : "lines"} ${lines.join(", ")}` : "",
+                   parcel.shipped_at ? `shipped ${localTime(parcel.shipped_at, zone)}` : "",
+                   parcel.delivered_at ? `delivered ${localTime(parcel.delivered_at, zone)}` : "",
+                   parcel.failed ? `delivery failed ${localTime(parcel.failed.at, zone)} (${parcel.failed.reason})` +
+                     (parcel.failed.redelivery_requested_at ? ", redelivery asked" : "") : ""];
+    const tracking = el("ol", null, "package-tracking");
+    const entries = parcel.tracking || [];
+    tracking.replaceChildren(...(entries.length ? entries.map((entry) => el("li", trackingText(entry, zone)))
+                                                : [el("li", "none")]));
+    item.append(head, el("div", facts.filter(Boolean).join(", "), "package-facts"), tracking);
+    list.append(item);
+  }
+}
+
+function trackingText(entry, zone) {
+  return `${localTime(entry.at, zone)}: ${entry.status}` + (entry.location ? ` at ${entry.location}` : "") +
+    (entry.description ? `: ${entry.description}` : "");
+}
+
 function showDetail(order, opened) {
   const zone = order.time_zone;
+  const packages = orderPackages(order);
+  const firstPackage = packages.length > 1 ? packages[0].package_id : null;
   $("detail-title").textContent = `${order.order_id}: ${order.status}`;
   const facts = $("detail-facts");
   facts.replaceChildren();
   for (const [name, value] of [["Tab", order.tab], ["Region", order.region], ["Shop", order.shop_id],
                                ["Total", `${order.total_amount} ${order.currency}`],
                                ["Created", localTime(order.created_at, zone)], ["Paid", localTime(order.paid_at, zone)],
-                               ["Carrier", order.carrier || ""], ["Tracking number", order.tracking_number || ""]]) {
+                               ["Packages", String(packages.length)]]) {
     facts.append(el("dt", name), el("dd", value));
   }
   listInto("timeline", order.history || [], (step) =>
     `${localTime(step.at, zone)}: ${step.from_status || "(new)"} → ${step.to_status} (${step.reason})`);
-  listInto("tracking", order.tracking || [], (entry) =>
-    `${localTime(entry.at, zone)}: ${entry.status}` + (entry.location ? ` at ${entry.location}` : "") +
-    (entry.description ? `: ${entry.description}` : ""));
+  showPackages(packages, zone);
   listInto("deadlines", order.deadlines || [], (deadline) =>
-    `${deadline.name}: ${localTime(deadline.due_at, zone)} (${timeLeft(deadline, order.now)})`);
+    `${deadlineWords(deadline.name, firstPackage)}: ${localTime(deadline.due_at, zone)} ` +
+    `(${dueIn(deadline, order.now)})`);
   const conditions = order.conditions || {};
+  // The package each line went in (its id, or its place counted from 1).
+  const packageOf = {};
+  for (const parcel of packages) for (const line of parcel.line_ids || []) packageOf[line] = parcel.package_id;
   listInto("lines", order.line_items || [], (line, index) => {
+    const lineId = line.line_id || String(index + 1);
     // Stock and price conditions name their lines by position (confirmation in the lifecycle).
     const flags = Object.entries(conditions).filter(([, details]) => details && details.lines &&
       String(index) in details.lines).map(([name]) => name);
-    // A line the seller cancelled on its own (its id, or its place counted from 1).
-    if ((line.line_id || String(index + 1)) in (order.cancelled_lines || {})) flags.unshift("CANCELLED");
+    // A line cancelled on its own: by the seller, or given up with its package.
+    if (lineId in (order.cancelled_lines || {})) flags.unshift("CANCELLED");
     return `${line.quantity} × ${line.product_name || ""} (${line.sku_id}) at ${line.unit_price}` +
-      (flags.length ? ` [${flags.join(", ")}]` : "");
+      (packageOf[lineId] ? `, package ${packageOf[lineId]}` : "") + (flags.length ? ` [${flags.join(", ")}]` : "");
   });
   listInto("reviews", order.reviews || [], (review) => `${review.rating}/5 ${review.comment || ""}`);
   listInto("after-sales", order.after_sales || [], (item) =>
