@@ -11,9 +11,9 @@ from orderflow.streams.api.export import HEADER, XlsxWriter, neutralise, open_wr
 from orderflow.streams.api.order_query import detail
 from orderflow.streams.lifecycle import Policy
 from orderflow.streams.lifecycle.order import new_order
-from support.orders import (ADDRESS, DAY, HOUR, MIN, T0, created, delivered, lines, paid, seller_cancelled, shipped,
-                            total, update)
-from support.replays import replayed
+from support.orders import (ADDRESS, DAY, HOUR, MIN, T0, created, lines, paid, seller_cancelled, shipped, total,
+                            update)
+from support.replays import replayed, shipped_in_packages, stored_before_packages
 
 ZONE_OF = time_zones(Policy.load())
 NOV_1 = 1_793_534_400_000  # 2026-11-01T12:00:00Z (GMT in London)
@@ -99,31 +99,6 @@ def test_columns_read_by_position_stay_where_they_were():
 THREE = lines(3)  # line ids 1, 2, 3
 
 
-def packaged_orders() -> dict[str, dict]:
-    """Orders made by the real rules: "two" in two packages (A: lines 1 and 3, delivered; B: line 2, on
-    its way), "part" with one package (P: line 2) and lines 1 and 3 still to ship."""
-    events = []
-    for order_id in ("two", "part"):
-        events += [created(order_id, T0, line_items=THREE, total_amount=total(THREE)),
-                   paid(order_id, T0 + MIN, total(THREE))]
-    events += [shipped("two", T0 + DAY, package_id="A", line_ids=["1", "3"], tracking_number="RM1"),
-               shipped("two", T0 + DAY + HOUR, package_id="B", line_ids=["2"], carrier="DPD", tracking_number="DPD2"),
-               update("two", T0 + 2 * DAY, package_id="A"), update("two", T0 + 2 * DAY, package_id="B"),
-               delivered("two", T0 + 3 * DAY, package_id="A"),
-               shipped("part", T0 + DAY, package_id="P", line_ids=["2"], carrier="Evri", tracking_number="EV7")]
-    _, book = replayed(events, T0 + 3 * DAY, Policy.load())
-    return book.orders
-
-
-def stored_before_packages(order: dict) -> dict:
-    """The order as the version before packages stored it: its one parcel on the order itself."""
-    old = {k: v for k, v in order.items() if k != "packages"}
-    parcel = order["packages"][0]
-    old.update(carrier=parcel["carrier"], tracking_number=parcel["tracking_number"])
-    old["tracking"] = [{k: v for k, v in entry.items() if k != "package_id"} for entry in order["tracking"]]
-    return old
-
-
 def old_order() -> dict:
     """Shipped in one parcel (line 3 cancelled before), stored by the version before packages."""
     events = [created("old", T0, line_items=THREE, total_amount=total(THREE)), paid("old", T0 + MIN, total(THREE)),
@@ -139,7 +114,7 @@ def shipping_columns(order_dict) -> list[tuple]:
 
 
 def test_each_line_shows_the_carrier_tracking_number_and_id_of_its_own_package():
-    orders = packaged_orders()
+    orders = shipped_in_packages()
     assert orders["two"]["status"] == "IN_TRANSIT" and orders["part"]["status"] == "PARTIALLY_SHIPPING"
     assert shipping_columns(orders["two"]) == [("1", "IN_TRANSIT", "Royal Mail", "RM1", "A"),
                                                ("2", "IN_TRANSIT", "DPD", "DPD2", "B"),
@@ -162,7 +137,7 @@ def test_an_order_stored_before_packages_exports_its_carrier_on_each_shipped_lin
 
 def test_rows_of_an_order_as_the_api_shows_it_are_the_rows_of_the_order():
     """`orderflow export` writes the rows of the API's detail listing: the same as from the orders table."""
-    orders = packaged_orders()
+    orders = shipped_in_packages()
     orders["old"] = old_order()
     for shown in orders.values():
         for personal in (False, True):
@@ -170,7 +145,7 @@ def test_rows_of_an_order_as_the_api_shows_it_are_the_rows_of_the_order():
 
 
 def test_csv_and_xlsx_files_carry_the_package_column_last(tmp_path):
-    orders = packaged_orders()
+    orders = shipped_in_packages()
     read = {}
     for format in ("csv", "xlsx"):
         path = tmp_path / f"orders.{format}"

@@ -15,8 +15,8 @@ from orderflow.streams.lifecycle import Policy
 from orderflow.streams.api.order_query import (MAX_LIMIT, Filters, Query, QueryError, check_known, counts, detail,
                                                summary)
 from support.orders import (DAY, HOUR, MIN, T0, after_sales, cancel_request, confirmed, created, delivered, failed,
-                            lines, paid, seller_cancelled, shipped, total, update)
-from support.replays import replayed
+                            paid, seller_cancelled, shipped, update)
+from support.replays import shipped_in_packages, stored_before_packages
 
 NOW = T0 + 10 * HOUR
 
@@ -281,25 +281,6 @@ def test_detail_shows_state_history_tracking_deadlines_and_after_sales_with_the_
     assert Decimal(listed_row["total_amount"]) == Decimal("120.00")
 
 
-THREE = lines(3)  # line ids 1, 2, 3
-
-
-def shipped_in_packages() -> dict[str, dict]:
-    """By the real rules: "two" in packages A (lines 1 and 3, delivered) and B (line 2, on its way),
-    "part" with package P (line 2) and lines 1 and 3 still to ship."""
-    events = []
-    for order_id in ("two", "part"):
-        events += [created(order_id, T0, line_items=THREE, total_amount=total(THREE)),
-                   paid(order_id, T0 + MIN, total(THREE))]
-    events += [shipped("two", T0 + DAY, package_id="A", line_ids=["1", "3"], tracking_number="RM1"),
-               shipped("two", T0 + DAY + HOUR, package_id="B", line_ids=["2"], carrier="DPD", tracking_number="DPD2"),
-               update("two", T0 + 2 * DAY, package_id="A"), update("two", T0 + 2 * DAY, package_id="B"),
-               delivered("two", T0 + 3 * DAY, package_id="A"),
-               shipped("part", T0 + DAY, package_id="P", line_ids=["2"], carrier="Evri", tracking_number="EV7")]
-    _, book = replayed(events, T0 + 3 * DAY, Policy.load())
-    return book.orders
-
-
 def test_detail_shows_each_package_with_its_lines_carrier_status_and_own_tracking():
     order = shipped_in_packages()["two"]
     shown = detail(order)
@@ -346,9 +327,7 @@ def test_a_partly_shipped_order_is_to_ship_with_its_unshipped_lines_in_no_packag
 
 def test_an_order_stored_before_packages_shows_its_parcel_as_package_1():
     order = ORDERS["o3"]  # shipped, then scanned in transit
-    old = {k: v for k, v in order.items() if k != "packages"}
-    old.update(carrier=order["packages"][0]["carrier"], tracking_number=order["packages"][0]["tracking_number"])
-    old["tracking"] = [{k: v for k, v in entry.items() if k != "package_id"} for entry in order["tracking"]]
+    old = stored_before_packages(order)
     shown = detail(old)
     assert [(p["package_id"], p["line_ids"], p["carrier"], p["tracking_number"], p["status"])
             for p in shown["packages"]] == [("1", ["1"], "Royal Mail", "RM123", "IN_TRANSIT")]

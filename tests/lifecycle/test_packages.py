@@ -9,7 +9,7 @@ from orderflow.streams.lifecycle.confirmation import stock_requests
 from orderflow.streams.lifecycle.shipping import package_tracking, packages
 from support.orders import (DAY, HOUR, MIN, T0, RecordingRoom, after_sales, created, delivered, failed, lines,
                             operator_cancelled, paid, redelivery, seller_cancelled, shipped, total, update)
-from support.replays import replayed, summary
+from support.replays import replayed, stored_before_packages, summary
 
 POLICY = Policy.load()  # ship-by 72 h, stall 5 days, redelivery window 7 days, auto-confirm 7 days
 THREE = lines(3)  # line ids 1, 2, 3: 1 x 10.00, 2 x 20.00, 3 x 30.00 = 140.00
@@ -192,20 +192,6 @@ def test_bad_package_fields_are_refused_by_the_contract(made, problem):
     assert contract.problem(made) == problem
 
 
-def _as_stored_before_packages(order: dict) -> dict:
-    """The order as the version before packages stored it: its one parcel on the order itself."""
-    old = {k: v for k, v in order.items() if k != "packages"}
-    parcel = order["packages"][0]
-    old.update(carrier=parcel["carrier"], tracking_number=parcel["tracking_number"])
-    if "last_logistics_at" in parcel:
-        old["last_logistics_at"] = parcel["last_logistics_at"]
-    old["tracking"] = [{k: v for k, v in entry.items() if k != "package_id"} for entry in order["tracking"]]
-    if "DELIVERY_FAILED" in old["conditions"]:
-        old["conditions"] = {**old["conditions"], "DELIVERY_FAILED": {
-            k: v for k, v in old["conditions"]["DELIVERY_FAILED"].items() if k != "package_id"}}
-    return old
-
-
 @pytest.mark.parametrize("rest", [
     [delivered("o", T0 + 3 * DAY)],
     [failed("o", T0 + 3 * DAY)],
@@ -218,7 +204,7 @@ def test_an_order_stored_before_packages_goes_on_as_one_package(rest):
     for cut in range(len(rest)):
         done = start + rest[:cut]
         _, book, _ = run(done, until=done[-1]["event_time"])
-        order = _as_stored_before_packages(book.orders["o"])
+        order = stored_before_packages(book.orders["o"])
         outputs = []
         for event in rest[cut:]:
             step = engine.apply(order, event, event["event_time"], POLICY)
