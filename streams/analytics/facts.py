@@ -2,7 +2,10 @@
 
 `facts(before, after, outputs)` turns one step of an order (what an OrderBook
 observer sees) into facts: created, paid, cancelled, handed over in time or
-overdue, delivered or failed, reviewed, after-sales case opened. Each carries
+overdue, delivered or failed, reviewed, after-sales case opened. An order
+shipped in several packages is handed over (in time) once, when its last
+open line is: the ship-by time runs on while some lines wait (PARTIALLY_SHIPPING),
+and an order is counted once in late_dispatch_rate, late or in time. Each carries
 its event time and an id derived from its cause, so a step repeated after a
 crash repeats its ids. `rows` addresses each fact to the two rows it counts
 in, its shop and its whole region, so that every row is aggregated in one
@@ -60,7 +63,7 @@ def facts(before: dict | None, after: dict | None, outputs: list[dict]) -> list[
     order = after if after is not None else before
     if order is None or order["status"] is None:
         return []  # only held events so far, or given up on: nothing happened to an order
-    found = [fact for output in outputs if (fact := _fact_of(output, order)) is not None]
+    found = [fact for output in outputs for fact in _facts_of(output, order)]
     if after is not None and len(after["reviews"]) > len(before["reviews"] if before else ()):
         # A review changes no status and raises no alert; an order has at most one.
         review = after["reviews"][-1]
@@ -70,37 +73,47 @@ def facts(before: dict | None, after: dict | None, outputs: list[dict]) -> list[
 
 
 _LINE_FIELDS = ("sku_id", "quantity", "unit_price")
+_TO_SHIP = (st.AWAITING_SHIPMENT, st.PARTIALLY_SHIPPING)  # open lines wait to be handed over
+_HANDED_OVER = (st.AWAITING_COLLECTION, st.IN_TRANSIT, st.DELIVERED)
 
 
-def _fact_of(output: dict, order: dict) -> dict | None:
+def _facts_of(output: dict, order: dict) -> list[dict]:
     def fact(kind: str, **fields) -> dict:
         return _fact(order, kind, output["output_id"], output["at"], **fields)
 
     if output["output"] == "status_change":
         reason = output["reason"]
         if reason == "CREATED":
-            return fact("ORDER_CREATED")
+            return [fact("ORDER_CREATED")]
         if reason == "PAID":
             items = [{name: item[name] for name in _LINE_FIELDS} for item in order["line_items"]]
-            return fact("ORDER_PAID", currency=order["currency"], amount=order["paid_amount"], line_items=items)
+            return [fact("ORDER_PAID", currency=order["currency"], amount=order["paid_amount"], line_items=items)]
         if output["to_status"] == st.CANCELLED:
-            return fact("ORDER_CANCELLED", reason=reason, initiator=output.get("initiator"),
-                        cancel_reason=output.get("cancel_reason"))
-        if reason == "SHIPPED" and not order.get("late_dispatched"):
-            return fact("SHIPPED_IN_TIME")  # a late hand-over was counted when its ship-by time passed
+            return [fact("ORDER_CANCELLED", reason=reason, initiator=output.get("initiator"),
+                         cancel_reason=output.get("cancel_reason"))]
+        found = []
+        if output.get("from_status") in _TO_SHIP and output["to_status"] in _HANDED_OVER \
+                and not order.get("late_dispatched"):
+            # Every open line handed over, once per order: by its last package (AWAITING_SHIPMENT>PARTIALLY_SHIPPING,
+            # the first of several, is not the hand-over) or by the lines left to ship cancelled (then COLLECTED,
+            # or DELIVERED). A late one was counted when its ship-by time passed.
+            cause = output["output_id"] if reason != "DELIVERED" else \
+                output_id(output["output_id"], "SHIPPED_IN_TIME", 0)  # the DELIVERED fact has the change's own id
+            found.append(_fact(order, "SHIPPED_IN_TIME", cause, output["at"]))
         if reason == "DELIVERED":
-            return fact("DELIVERED")
-    elif output["output"] == "case_update" and output["to_state"] == "REFUNDED":
+            found.append(fact("DELIVERED"))
+        return found
+    if output["output"] == "case_update" and output["to_state"] == "REFUNDED":
         case = next(case for case in order["after_sales"] if case["case_id"] == output["case_id"])
-        return fact("AFTER_SALES_REFUNDED", case_kind=case["kind"], reason=case["reason"],
-                    currency=order["currency"], amount=output["amount"])
-    elif output["output"] == "alert":
+        return [fact("AFTER_SALES_REFUNDED", case_kind=case["kind"], reason=case["reason"],
+                     currency=order["currency"], amount=output["amount"])]
+    if output["output"] == "alert":
         if output["kind"] in ("SHIP_BY_OVERDUE", "DELIVERY_FAILED"):
-            return fact(output["kind"])
+            return [fact(output["kind"])]  # DELIVERY_FAILED: each failed delivery of each package
         if output["kind"] == "AFTER_SALES_OPENED":
-            return fact("AFTER_SALES_OPENED", case_kind=output["detail"]["case_kind"],
-                        reason=output["detail"].get("reason"))
-    return None
+            return [fact("AFTER_SALES_OPENED", case_kind=output["detail"]["case_kind"],
+                         reason=output["detail"].get("reason"))]
+    return []
 
 
 def _fact(order: dict, kind: str, fact_id: str, at: int, **fields) -> dict:

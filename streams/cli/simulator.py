@@ -4,6 +4,12 @@ Each order gets a story drawn from a realistic mix: paid at once, paid late or
 never; buyers asking to cancel and sellers answering or not; sellers out of
 stock; hand-overs on time and late; carrier scans, stalls, failed deliveries
 with and without redelivery; confirmations, reviews and after-sales cases.
+Some orders of several lines ship in two or three packages (package_id P1,
+P2, ...), handed over hours apart, each with its own carrier scans, failures
+and delivery: the first plays the story the order would have had in one
+package (the same draws, the same event ids), the others come from a
+generator of the order's own, so the orders that do not split are the same
+events as before split shipments came in.
 With `inventory`, the warehouse too: stock counts at the start, daily
 restocks (too small for the scarce SKUs, so they run out), catalogue prices
 per currency, a price rise half way, and now and then a line at a stale price.
@@ -16,7 +22,7 @@ import itertools
 import random
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterator
+from typing import Callable, Iterator
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 
@@ -45,6 +51,8 @@ CHANNELS = ["VIDEO", "LIVE", "CAMPAIGN", "STORE"]
 # Cancel reasons, from the packaged region policy's catalogue (most seller cancels are for stock).
 SELLER_REASONS = ["OUT_OF_STOCK"] * 6 + ["PRICE_ERROR", "ADDRESS_UNDELIVERABLE", "BUYER_REQUEST"]
 OPERATOR_REASONS = ["FRAUD", "FRAUD", "POLICY_VIOLATION", "PAYMENT_RISK"]
+# The packaged region policy's redelivery window: a failed package nobody asks for again is given up after it.
+REDELIVERY_WINDOW = 7 * DAY
 
 
 @dataclass(frozen=True)
@@ -69,11 +77,14 @@ class Mix:
     review: float = 0.4
     after_sales: float = 0.05
     stale_price: float = 0.01        # a line priced 5% under the catalogue (a stale store front)
+    split_shipment: float = 0.08     # of orders with several open lines: shipped in two packages (or three)
+    third_package: float = 0.3       # of split orders with three open lines or more: in three packages
 
 
 class Simulator:
     def __init__(self, seed: int = 1, start: int = 1_795_000_000_000, orders_per_hour: float = 600.0,
                  mix: Mix = Mix(), inventory: bool = False):
+        self.seed = seed
         self.rng = random.Random(seed)
         self.start = start
         self.orders_per_hour = orders_per_hour
@@ -166,11 +177,12 @@ class Simulator:
         total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in items)
         return items, total
 
-    def _address(self, region: str, n: int) -> dict:
+    def _address(self, region: str, n: int, rng: random.Random | None = None) -> dict:
         _, _, _, city, country = REGIONS[region]
-        return {"recipient_name": f"Buyer {n}", "phone": f"+00 {self.rng.randrange(10**8, 10**9)}",
-                "line1": f"{self.rng.randrange(1, 300)} Market Street", "line2": None, "city": city,
-                "postcode": f"{self.rng.randrange(10000, 99999)}", "country": country}
+        rng = rng or self.rng
+        return {"recipient_name": f"Buyer {n}", "phone": f"+00 {rng.randrange(10**8, 10**9)}",
+                "line1": f"{rng.randrange(1, 300)} Market Street", "line2": None, "city": city,
+                "postcode": f"{rng.randrange(10000, 99999)}", "country": country}
 
     def story(self, order_id: str, t: int) -> list[dict]:
         rng, mix = self.rng, self.mix
@@ -228,33 +240,100 @@ class Simulator:
         return ev + self._shipping(order_id, t, lines)
 
     def _shipping(self, order_id: str, t: int, lines: list[tuple[int, dict]]) -> list[dict]:
-        rng, mix = self.rng, self.mix
+        split = self._split(order_id, lines)
+        if split is None:
+            ev, end, delivered = self._parcel(order_id, t, self.rng, self._event)
+            return ev + self._received(order_id, end, lines) if delivered else ev
+        return self._packages(order_id, t, lines, *split)
+
+    def _split(self, order_id: str, lines: list[tuple[int, dict]]) -> tuple[list[list[str]], random.Random] | None:
+        """The line ids of each package when the order ships in several, and the order's own generator
+        (drawn from for everything but the first package, so the shared one draws as if it had not split)."""
+        if len(lines) < 2 or not self.mix.split_shipment:
+            return None
+        rng = random.Random(f"{self.seed}:{order_id}")
+        if rng.random() >= self.mix.split_shipment:
+            return None
+        count = 3 if len(lines) >= 3 and rng.random() < self.mix.third_package else 2
+        shuffled = rng.sample([n for n, _ in lines], len(lines))
+        cuts = [0, *sorted(rng.sample(range(1, len(lines)), count - 1)), len(lines)]
+        return [[str(n) for n in sorted(shuffled[a:b])] for a, b in zip(cuts, cuts[1:])], rng
+
+    def _packages(self, order_id: str, t: int, lines: list[tuple[int, dict]], groups: list[list[str]],
+                  rng: random.Random) -> list[dict]:
+        """A split shipment: P1 is the story the order would have had in one package (the shared generator,
+        the shared event ids), P2, ... are handed over later, drawn from the order's generator, with event
+        ids of their own. What follows delivery (confirmation, review, after-sales) waits for the last package."""
+        ev, first_end, first_delivered = self._parcel(order_id, t, self.rng, self._event, "P1", groups[0])
+        after = self._received(order_id, first_end, lines) if first_delivered else []
+        ends, given_up = [first_end], set() if first_delivered else set(groups[0])
+        for n, group in enumerate(groups[1:], 2):
+            t += rng.randrange(HOUR, 24 * HOUR)  # from another warehouse, or restocked: hours later
+            more, end, delivered = self._parcel(order_id, t, rng, self._own_ids(f"P{n}"), f"P{n}", group)
+            ev += more
+            ends.append(end)
+            if not delivered:
+                given_up.update(group)
+        # The order is delivered when its last package is (or is given up): what follows moves after that.
+        shift = max(ends) - first_end
+        for event in after:
+            if event["event_type"] == "BUYER_CONFIRMED_RECEIPT" and given_up:
+                continue  # left to the auto-confirm: the last delivery may be longer ago than its period
+            if event["event_type"] == "AFTER_SALES_REQUESTED" and set(event["line_ids"]) & given_up:
+                break  # about a line never delivered: no case (its events come last)
+            ev.append({**event, "event_time": event["event_time"] + shift})
+        return ev
+
+    def _own_ids(self, package_id: str) -> Callable[..., dict]:
+        """Makes the events of a package after the first: ids of their own (ev-ORDER-P2-1, ...), so the
+        shared counter numbers the other events as if the order had not split."""
+        ids = itertools.count(1)
+
+        def event(event_type: str, order_id: str, at: int, **fields) -> dict:
+            return {"event_id": f"ev-{order_id}-{package_id}-{next(ids)}", "event_type": event_type,
+                    "order_id": order_id, "event_time": at, **fields}
+        return event
+
+    def _parcel(self, order_id: str, t: int, rng: random.Random, event: Callable[..., dict],
+                package_id: str | None = None, line_ids: list[str] | None = None) -> tuple[list[dict], int, bool]:
+        """One package from hand-over to delivery: its events, when it ends and whether it was delivered
+        (if not, it failed and nobody asked for it again: it ends when it is given up)."""
+        mix = self.mix
+        package = {} if package_id is None else {"package_id": package_id}
         carrier = rng.choice(CARRIERS)
-        ev = [self._event("PACKAGE_SHIPPED", order_id, t, carrier=carrier,
-                          tracking_number=f"TRK{rng.randrange(10**9, 10**10)}")]
+        ev = [event("PACKAGE_SHIPPED", order_id, t, carrier=carrier,
+                    tracking_number=f"TRK{rng.randrange(10**9, 10**10)}",
+                    **package, **({"line_ids": line_ids} if line_ids else {}))]
         status = "COLLECTED"
         for _ in range(rng.randrange(1, 4)):
             t += rng.randrange(6 * DAY, 8 * DAY) if rng.random() < mix.stalled else rng.randrange(2 * HOUR, 36 * HOUR)
-            ev.append(self._event("LOGISTICS_UPDATE", order_id, t, status=status,
-                                  location=rng.choice(("Sort centre", "Hub", "Customs", "Local depot")),
-                                  description="Parcel scanned"))
+            ev.append(event("LOGISTICS_UPDATE", order_id, t, status=status,
+                            location=rng.choice(("Sort centre", "Hub", "Customs", "Local depot")),
+                            description="Parcel scanned", **package))
             status = "IN_TRANSIT"
         if rng.random() < mix.delivery_failed:
             t += rng.randrange(4 * HOUR, 30 * HOUR)
-            ev.append(self._event("DELIVERY_FAILED", order_id, t, reason="RECIPIENT_UNAVAILABLE"))
+            ev.append(event("DELIVERY_FAILED", order_id, t, reason="RECIPIENT_UNAVAILABLE", **package))
             if rng.random() >= mix.redelivery_requested:
-                return ev  # no request: window expires, cancelled
+                # No request: the window expires, the package is given up (the order cancelled if all is).
+                return ev, t + REDELIVERY_WINDOW + HOUR, False
             t += rng.randrange(6 * HOUR, 5 * DAY)
-            ev.append(self._event("REDELIVERY_REQUESTED", order_id, t, new_address=self._address("GB", 0)
-                                  | {"line1": "New address 1"}))
+            ev.append(event("REDELIVERY_REQUESTED", order_id, t, new_address=self._address("GB", 0, rng)
+                            | {"line1": "New address 1"}, **package))
             if rng.random() < mix.redelivery_overdue:
                 t += rng.randrange(4 * DAY, 6 * DAY)  # the carrier is late: overdue alert first
             else:
                 t += rng.randrange(6 * HOUR, 30 * HOUR)
-            ev.append(self._event("LOGISTICS_UPDATE", order_id, t, status="OUT_FOR_DELIVERY", location="Local depot",
-                                  description="Out for redelivery"))
+            ev.append(event("LOGISTICS_UPDATE", order_id, t, status="OUT_FOR_DELIVERY", location="Local depot",
+                            description="Out for redelivery", **package))
         t += rng.randrange(4 * HOUR, 30 * HOUR)
-        ev.append(self._event("DELIVERED", order_id, t))
+        ev.append(event("DELIVERED", order_id, t, **package))
+        return ev, t, True
+
+    def _received(self, order_id: str, t: int, lines: list[tuple[int, dict]]) -> list[dict]:
+        """After delivery at `t`: the buyer's confirmation, a review, an after-sales case (or none of them)."""
+        rng, mix = self.rng, self.mix
+        ev = []
         after = t
         if rng.random() < mix.buyer_confirms:
             after = t + rng.randrange(HOUR, 5 * DAY)

@@ -24,13 +24,15 @@ from click.testing import CliRunner
 
 import orderflow.streams.lifecycle
 from orderflow.streams.cli.commands import main
+from orderflow.streams.cli.simulator import Mix, Simulator
 from orderflow.streams.kafka import messages, topics
 from orderflow.streams.kafka.admin import ensure_topics
 from orderflow.streams.kafka.codec import codec_for_topic
-from orderflow.streams.lifecycle import contract
+from orderflow.streams.lifecycle import Policy, contract
 from orderflow.streams.worker.clock import wall_ms
 from support.live import WorkerProcess, read_outputs, run
 from support.orders import DAY, HOUR, MIN, T0, cancel_response, created, event, paid
+from support.replays import replayed
 
 UNTIL_ISO = "2026-11-20T12:00:00Z"
 UNTIL_MS = 1_795_176_000_000  # the same instant in UTC milliseconds
@@ -532,6 +534,101 @@ def test_sample_with_a_bad_start_is_a_usage_error(tmp_path):
     result = orderflow("sample", "--start", "yesterday", cwd=tmp_path)
     assert result.returncode == 2
     assert "bad time 'yesterday'" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- 5b. simulate: split shipments ---------------------------------------------------------------------------
+
+PARCEL_EVENTS = ("PACKAGE_SHIPPED", "LOGISTICS_UPDATE", "DELIVERY_FAILED", "REDELIVERY_REQUESTED", "DELIVERED")
+
+
+def simulated(orders: int, seed: int, **mix) -> tuple[list[dict], list[dict], dict]:
+    """Simulated traffic, the outputs of its replay through the core (until every deadline has passed)
+    and the orders it leaves."""
+    events = list(Simulator(seed=seed, start=T0, orders_per_hour=300, mix=Mix(**mix)).events(orders))
+    outputs, book = replayed(events, events[-1]["event_time"] + 60 * DAY, Policy.load())
+    return events, outputs, book.orders
+
+
+def by_order(events: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for e in events:
+        grouped.setdefault(e["order_id"], []).append(e)
+    return grouped
+
+
+def split_orders(events: list[dict]) -> dict[str, list[dict]]:
+    return {order: story for order, story in by_order(events).items()
+            if any(e.get("package_id") for e in story)}
+
+
+def test_simulate_ships_some_orders_of_several_lines_in_packages_that_the_core_follows():
+    events, outputs, orders = simulated(3000, seed=4)
+    split = split_orders(events)
+    assert 40 < len(split) < 200  # about 8% of the orders with several lines that ship
+    sizes = Counter()
+    for order_id, story in split.items():
+        # Every parcel event names its package; each package ships its own lines, P1 first, then P2, ...
+        assert all(e.get("package_id") for e in story if e["event_type"] in PARCEL_EVENTS), order_id
+        handed = [e for e in story if e["event_type"] == "PACKAGE_SHIPPED"]
+        assert [e["package_id"] for e in handed] == [f"P{n}" for n in range(1, len(handed) + 1)]
+        assert [e["event_time"] for e in handed] == sorted({e["event_time"] for e in handed})
+        shipped = [line for e in handed for line in e["line_ids"]]
+        cancelled = {line for e in story if e["event_type"] == "SELLER_CANCELLED" for line in e.get("line_ids", ())}
+        lines = {str(n) for n in range(1, len(story[0]["line_items"]) + 1)}
+        assert sorted(shipped) == sorted(lines - cancelled)  # each open line once, no cancelled one
+        assert len({e["event_id"] for e in story}) == len(story)
+        sizes[len(handed)] += 1
+        assert len(orders[order_id]["packages"]) == len(handed)
+    assert set(sizes) == {2, 3}
+    assert [o for o in outputs if o["output"] == "dead_letter"] == []
+    partly = {o["order_id"] for o in outputs if o["output"] == "status_change"
+              and (o["from_status"], o["to_status"]) == ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")}
+    assert partly == set(split)
+    assert {o["order_id"] for o in outputs if o["output"] == "status_change"
+            and o["from_status"] == "PARTIALLY_SHIPPING"} == set(split)
+    # The ship-by time passed before every package was handed over: the lines still to ship are named.
+    partly_late = 0
+    for alert in (o for o in outputs if o.get("kind") == "SHIP_BY_OVERDUE" and o["order_id"] in split):
+        handed = [e for e in split[alert["order_id"]] if e["event_type"] == "PACKAGE_SHIPPED"]
+        assert set(alert["detail"]["line_ids"].split(",")) == {
+            line for e in handed if e["event_time"] > alert["at"] for line in e["line_ids"]}
+        partly_late += handed[0]["event_time"] <= alert["at"]
+    assert partly_late
+    assert len({e["event_id"] for e in events}) == len(events)
+
+
+def test_orders_that_do_not_split_are_the_traffic_of_before():
+    events = list(Simulator(seed=4, start=T0, mix=Mix()).events(1500))
+    unsplit = list(Simulator(seed=4, start=T0, mix=Mix(split_shipment=0)).events(1500))
+    split = split_orders(events)
+    assert split
+    assert [e for e in events if e.get("order_id") not in split] == \
+        [e for e in unsplit if e.get("order_id") not in split]
+    before = by_order(unsplit)
+    for order_id, story in split.items():
+        # The first package is the parcel the order would have been, P1, with its lines.
+        first = [{k: v for k, v in e.items() if k not in ("package_id", "line_ids")} for e in story
+                 if e.get("package_id") == "P1"]
+        assert first == [e for e in before[order_id] if e["event_type"] in PARCEL_EVENTS]
+
+
+def test_simulate_plays_a_package_given_up_while_the_others_are_delivered():
+    events, outputs, orders = simulated(1500, seed=2, split_shipment=0.5, delivery_failed=0.3,
+                                        redelivery_requested=0.3, line_cancel=0.3)
+    split = split_orders(events)
+    assert [o for o in outputs if o["output"] == "dead_letter"] == []
+    given_up = [o for o in outputs if o.get("kind") == "REDELIVERY_WINDOW_EXPIRED" and o["order_id"] in split]
+    assert given_up and all(o["detail"]["package_id"].startswith("P") and o["detail"]["line_ids"]
+                            and o["detail"]["amount"] and o["detail"]["currency"] for o in given_up)
+    kept = [o for o in given_up if orders[o["order_id"]]["status"] != "CANCELLED"]
+    assert kept  # the order goes on with its other packages; the given-up lines are cancelled
+    for alert in kept:
+        order = orders[alert["order_id"]]
+        lines = alert["detail"]["line_ids"].split(",")
+        assert all(order["cancelled_lines"][line]["reason"] == "LOGISTICS_FAILURE" for line in lines)
+        assert any(p["status"] == "DELIVERED" for p in order["packages"])
+    assert any(e["event_type"] == "SELLER_CANCELLED" and e.get("line_ids") for story in split.values()
+               for e in story)  # split orders whose lines were cancelled first ship only the others
 
 
 # --- 6. live vs replay ---------------------------------------------------------------------------------------------
