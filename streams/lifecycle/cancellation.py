@@ -73,6 +73,7 @@ def _cancel_lines(change: Change, wanted: list[str], reason: str) -> None:
 
 def operator_cancelled(change: Change, event: dict) -> None:
     change.require_status("OPERATOR_CANCELLED", *_OPERATOR_CANCELLABLE)
+    change.require(not shipping.any_delivered(change.order), "a package of the order was delivered already")
     change.forbid(change.rules.cancel_reason_problem("OPERATOR", event["reason"]))
     change.move(st.CANCELLED, "OPERATOR_CANCELLED", initiator="OPERATOR", cancel_reason=event["reason"])
 

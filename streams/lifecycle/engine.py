@@ -46,6 +46,19 @@ class Step:
         return self.order["deadlines"] if self.order else {}
 
 
+def _entries(order: dict, container: str, event: dict) -> int:
+    """How many entries a capped list holds: a package's own tracking when the event names one (one
+    package's scans must not crowd out another's failed delivery)."""
+    if container == "tracking" and event.get("package_id") is not None:
+        return len(shipping.package_tracking(order, event["package_id"]))
+    return len(order[container])
+
+
+def _whose(container: str, event: dict) -> str:
+    package = event.get("package_id") if container == "tracking" else None
+    return f"package {package[:128]}'s tracking" if package is not None else f"the order's {container}"
+
+
 def _deadline_rule(name: str):
     """The rule of a deadline; one per after-sales case is named KIND:case_id."""
     return payment.payment_reminder if payment.is_reminder(name) else DEADLINE_RULES.get(name.split(":", 1)[0])
@@ -244,8 +257,8 @@ def _apply_known(step: Step, event: dict, policy: Policy) -> None:
         change.require(rules is not None, "region {!r} is not served by the region policy", region)
         if kind in _CAPPED:
             container, limit = _CAPPED[kind]
-            change.require(len(order[container]) < getattr(limits, limit), "the order's {} holds its limit of {} "
-                           "entries already", container, getattr(limits, limit))
+            change.require(_entries(order, container, event) < getattr(limits, limit), "{} holds its limit of {} "
+                           "entries already", _whose(container, event), getattr(limits, limit))
         EVENT_RULES[kind](change, event)
         _retain(change)
         change.edit("seen").append(event["event_id"])

@@ -61,6 +61,11 @@ def shipped_line_ids(order: dict) -> set[str]:
     return {line for package in packages(order) for line in package["line_ids"]}
 
 
+def any_delivered(order: dict) -> bool:
+    """Has some package of the order been delivered?"""
+    return any(package["status"] == st.DELIVERED for package in packages(order))
+
+
 def unshipped_line_ids(order: dict) -> list[str]:
     """Open lines no package carries yet."""
     shipped = shipped_line_ids(order)
@@ -68,13 +73,14 @@ def unshipped_line_ids(order: dict) -> list[str]:
 
 
 def awaiting_redelivery_request(order: dict) -> bool:
-    """A delivery failed and nobody has asked for it again yet."""
-    return any(_awaits_request(package) for package in packages(order))
+    """A delivery of a package on its way failed and nobody has asked for it again yet."""
+    return order.get("status") in _SHIPPING and any(_awaits_request(package) for package in packages(order))
 
 
 def _awaits_request(package: dict) -> bool:
+    """A package given up, or delivered, keeps the record of its failure, but awaits nothing."""
     failed = package.get("failed")
-    return failed is not None and "redelivery_requested_at" not in failed
+    return failed is not None and "redelivery_requested_at" not in failed and package["status"] in _ON_THE_WAY
 
 
 def ship_by_time(order: dict) -> int | None:
@@ -96,6 +102,8 @@ def _deadline(kind: str, order: dict, package_id: str) -> str:
 def _due_package(change: Change, deadline: str) -> tuple[int, dict]:
     """The package a deadline (KIND, or KIND:package_id) is for."""
     every = packages(change.order)
+    if not every:
+        return None, None
     if ":" not in deadline:
         return 0, every[0]
     wanted = deadline.split(":", 1)[1]
@@ -137,7 +145,9 @@ def _follow_packages(change: Change) -> None:
     """The order's status and delivery-failed condition as its packages stand."""
     order = change.order
     every = packages(order)
-    failed = [package for package in every if package.get("failed") and package["status"] in _ON_THE_WAY]
+    # Packages awaiting a redelivery request first, then redeliveries awaiting the carrier.
+    failed = sorted((package for package in every if package.get("failed") and package["status"] in _ON_THE_WAY),
+                    key=lambda package: not _awaits_request(package))
     if failed:
         change.open_condition(st.DELIVERY_FAILED, **failed[0]["failed"], package_id=failed[0]["package_id"])
     else:
@@ -232,7 +242,7 @@ def delivery_failed(change: Change, event: dict) -> None:
 
 def redelivery_requested(change: Change, event: dict) -> None:
     change.require(awaiting_redelivery_request(change.order), "no failed delivery awaits a redelivery request")
-    index, package = _package(change, event)
+    index, package = _moving_package(change, event)
     change.require(_awaits_request(package), "package {} does not await a redelivery request", package["package_id"])
     _update(change, index, failed={**package["failed"], "redelivery_requested_at": change.at})
     change.order["shipping_address"] = event["new_address"]
@@ -272,19 +282,19 @@ def shipment_stalled(change: Change, deadline: str) -> None:
 def redelivery_window_expired(change: Change, deadline: str) -> None:
     """Nobody asked for the failed delivery again: the package is given up, its lines to be refunded."""
     index, package = _due_package(change, deadline)
-    if package is None or not _awaits_request(package) or package["status"] not in _ON_THE_WAY:
+    if package is None or not _awaits_request(package):
         return
     order = change.order
     refund = after_sales.refund_for(order, package["line_ids"])
     change.notify("alert", "REDELIVERY_WINDOW_EXPIRED", package_id=package["package_id"],
                   line_ids=",".join(package["line_ids"]), amount=str(refund), currency=order.get("currency"))
     _update(change, index, status=_GIVEN_UP)
-    left = any(p["status"] != _GIVEN_UP for p in packages(change.order)) or unshipped_line_ids(change.order)
-    if not left:
-        change.move(st.CANCELLED, "LOGISTICS_FAILURE", initiator="SYSTEM")
-        return
+    # Its lines are cancelled even when the order is (its refund is the alert's, nothing more is due).
     lines.cancel(order, package["line_ids"], change.at, "LOGISTICS_FAILURE")
-    _follow_packages(change)
+    if any(p["status"] != _GIVEN_UP for p in packages(order)) or unshipped_line_ids(order):
+        _follow_packages(change)
+    else:
+        change.move(st.CANCELLED, "LOGISTICS_FAILURE", initiator="SYSTEM")
 
 
 def redelivery_dispatch_overdue(change: Change, deadline: str) -> None:

@@ -2,8 +2,11 @@
 follows its packages, each package keeps its own clocks, a package given up cancels its lines."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from orderflow.streams.api import urgency
 from orderflow.streams.lifecycle import Policy, contract, engine
 from orderflow.streams.lifecycle.confirmation import stock_requests
 from orderflow.streams.lifecycle.shipping import package_tracking, packages
@@ -215,3 +218,56 @@ def test_an_order_stored_before_packages_goes_on_as_one_package(rest):
         after_cut = [o for o in whole if o["at"] >= rest[cut]["event_time"]]
         assert summary(outputs + fired.outputs) == summary(after_cut)
         assert fired.order["status"] == book.orders["o"]["status"]
+
+
+# --- found by review: a package given up or delivered awaits nothing; an order with a delivered package
+# stays received; each package's tracking has its own room ---------------------------------------------
+
+GIVEN_UP = [*three_lines(), shipped("o", T0 + DAY, package_id="A", line_ids=["1"]),
+            shipped("o", T0 + DAY, package_id="B", line_ids=["2", "3"]), delivered("o", T0 + 2 * DAY, package_id="A"),
+            failed("o", T0 + 3 * DAY, package_id="B")]  # B given up at day 10, the order completed with it
+
+
+@pytest.mark.parametrize("before, late", [
+    (GIVEN_UP, redelivery("o", T0 + 11 * DAY, package_id="B")),  # completed, B given up
+    ([*three_lines(), shipped("o", T0 + DAY), failed("o", T0 + 2 * DAY)], redelivery("o", T0 + 10 * DAY)),  # cancelled
+    ([*three_lines(), shipped("o", T0 + DAY, line_ids=["1"]), failed("o", T0 + 2 * DAY),
+      operator_cancelled("o", T0 + 3 * DAY)], redelivery("o", T0 + 3 * DAY + HOUR)),
+])
+def test_a_redelivery_request_for_a_package_no_longer_on_its_way_is_a_dead_letter(before, late):
+    _, book, _ = run(before, until=late["event_time"])
+    status = book.orders["o"]["status"]
+    outputs, book, room = run(before + [late], until=late["event_time"] + 30 * DAY)
+    assert summary(outputs)[len(summary(run(before, until=late["event_time"])[0]))] == (
+        late["event_time"] - T0, "dead_letter:no failed delivery awaits a redelivery request")
+    assert book.orders["o"]["status"] == status
+    assert not urgency.action_needed(book.orders["o"])
+
+
+def test_a_package_given_up_last_cancels_its_lines_with_the_order():
+    events = [*three_lines(), shipped("o", T0 + DAY), failed("o", T0 + 2 * DAY)]
+    outputs, book, _ = run(events)
+    assert summary(outputs)[-2:] == [(9 * DAY, "alert:REDELIVERY_WINDOW_EXPIRED"),
+                                     (9 * DAY, "AWAITING_COLLECTION>CANCELLED:LOGISTICS_FAILURE")]
+    # Refunded by the alert: a consumer taking the cancelled lines off the payment finds nothing more due.
+    assert alerts(outputs, "REDELIVERY_WINDOW_EXPIRED")[0][1]["amount"] == "140.00"
+    assert sorted(book.orders["o"]["cancelled_lines"]) == ["1", "2", "3"]
+
+
+def test_an_operator_cannot_cancel_an_order_with_a_delivered_package():
+    for rest in ([shipped("o", T0 + DAY, package_id="B", line_ids=["2", "3"])], []):
+        events = [*three_lines(), shipped("o", T0 + DAY, package_id="A", line_ids=["1"]),
+                  delivered("o", T0 + 2 * DAY, package_id="A"), *rest, operator_cancelled("o", T0 + 3 * DAY)]
+        outputs, _, _ = run(events, until=T0 + 3 * DAY)
+        assert summary(outputs)[-1] == (3 * DAY, "dead_letter:a package of the order was delivered already")
+
+
+def test_one_package_s_scans_do_not_crowd_out_another_s_failed_delivery():
+    policy = dataclasses.replace(POLICY, limits=dataclasses.replace(POLICY.limits, tracking_updates=4))
+    scans = [update("o", T0 + DAY + n * MIN, package_id="A") for n in range(1, 6)]
+    events = [*three_lines(), shipped("o", T0 + DAY, package_id="A", line_ids=["1"]),
+              shipped("o", T0 + DAY, package_id="B", line_ids=["2", "3"]), *scans, failed("o", T0 + 2 * DAY, package_id="B")]
+    outputs, _ = replayed(events, T0 + 2 * DAY, policy)
+    assert [o["reason"] for o in outputs if o["output"] == "dead_letter"] == [
+        "package A's tracking holds its limit of 4 entries already"] * 2
+    assert summary(outputs)[-1] == (2 * DAY, "alert:DELIVERY_FAILED")
