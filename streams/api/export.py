@@ -12,9 +12,9 @@ Text cells that a spreadsheet would read as a formula are neutralised (OWASP,
 CSV injection). Times are ISO 8601 in the order's region time zone, with its
 UTC offset.
 
-An order may ship in several packages: a row's carrier, tracking number and
-package id are those of the package its line went in (empty while the line is
-not shipped). Packages are read through the lifecycle's `shipping.packages`,
+An order may ship in several packages: a row's shipped and delivered times,
+carrier, tracking number and package id are those of the package its line went
+in (empty while the line is not shipped). Packages are read through the lifecycle's `shipping.packages`,
 which also reads an order stored before packages (its one parcel on the order).
 """
 from __future__ import annotations
@@ -39,6 +39,7 @@ HEADER = (
     "Package ID",
 )
 _TIMES = ("created_at", "paid_at", "shipped_at", "delivered_at", "completed_at", "cancelled_at")
+_PACKAGE_TIMES = ("shipped_at", "delivered_at")
 # What a spreadsheet may take for the start of a formula; OWASP adds tab and carriage return to = + - @.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MASK = "***"
@@ -107,11 +108,8 @@ def rows(order: dict, zone_of: ZoneOf, include_personal_data: bool = False) -> I
     street = ", ".join(part for part in (address.get("line1"), address.get("line2")) if part) or None
     package_of = line_packages(order)
     before = [order["order_id"], order["status"], st.TAB_OF[order["status"]]]
-    middle = [
-        Decimal(order["total_amount"]) if order.get("total_amount") is not None else None, order.get("currency"),
-        *(local_time(order.get(name), zone) for name in _TIMES),
-        order.get("cancel_reason"), order.get("cancel_detail"), order.get("cancel_initiator"),
-    ]
+    amount = [Decimal(order["total_amount"]) if order.get("total_amount") is not None else None, order.get("currency")]
+    cancel = [order.get("cancel_reason"), order.get("cancel_detail"), order.get("cancel_initiator")]
     after = [
         order.get("buyer_id"), address.get("recipient_name"), address.get("phone"), street, address.get("city"),
         address.get("postcode"), address.get("country"), order.get("region"), order.get("shop_id"),
@@ -123,9 +121,11 @@ def rows(order: dict, zone_of: ZoneOf, include_personal_data: bool = False) -> I
                 price * quantity if price is not None and quantity is not None else None]
         line_id = lines.line_id(item, place)
         package = package_of.get(line_id, {})
+        # A line is shipped and delivered with its package (not when the order's first package was).
+        times = [local_time(package.get(name) if name in _PACKAGE_TIMES else order.get(name), zone) for name in _TIMES]
         shipped = [package.get("carrier"), package.get("tracking_number")]
         own = [line_id, lines.status_of(order, line_id), package.get("package_id")]
-        yield [neutralise(value) for value in before + line + middle + shipped + after + own]
+        yield [neutralise(value) for value in before + line + amount + times + cancel + shipped + after + own]
 
 
 class CsvWriter:

@@ -135,6 +135,16 @@ def test_an_order_stored_before_packages_exports_its_carrier_on_each_shipped_lin
                                      ("3", "CANCELLED", None, None, None)]
 
 
+def test_a_line_is_shipped_and_delivered_with_its_package():
+    orders = shipped_in_packages()
+    times = [(row["Line ID"], row["Shipped Time"], row["Delivered Time"])
+             for name in ("two", "part") for row in as_dicts(orders[name])]
+    assert times == [("1", "2026-11-19T11:06:40+00:00", "2026-11-21T11:06:40+00:00"),  # A: day 1, delivered day 3
+                     ("2", "2026-11-19T12:06:40+00:00", None),                         # B: day 1 + 1 h, on its way
+                     ("3", "2026-11-19T11:06:40+00:00", "2026-11-21T11:06:40+00:00"),
+                     ("1", None, None), ("2", "2026-11-19T11:06:40+00:00", None), ("3", None, None)]
+
+
 def test_rows_of_an_order_as_the_api_shows_it_are_the_rows_of_the_order():
     """`orderflow export` writes the rows of the API's detail listing: the same as from the orders table."""
     orders = shipped_in_packages()
