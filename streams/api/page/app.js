@@ -272,18 +272,17 @@ function showDetail(order, opened) {
     `${deadlineWords(deadline.name, firstPackage)}: ${localTime(deadline.due_at, zone)} ` +
     `(${dueIn(deadline, order.now)})`);
   const conditions = order.conditions || {};
-  // The package each line went in (its id, or its place counted from 1).
-  const packageOf = {};
-  for (const parcel of packages) for (const line of parcel.line_ids || []) packageOf[line] = parcel.package_id;
   listInto("lines", order.line_items || [], (line, index) => {
-    const lineId = line.line_id || String(index + 1);
+    // The worker names each line and its package (an older worker: by the line's id or place only).
+    const shown = (order.lines || [])[index] || {};
+    const lineId = shown.line_id || line.line_id || String(index + 1);
     // Stock and price conditions name their lines by position (confirmation in the lifecycle).
     const flags = Object.entries(conditions).filter(([, details]) => details && details.lines &&
       String(index) in details.lines).map(([name]) => name);
     // A line cancelled on its own: by the seller, or given up with its package.
-    if (lineId in (order.cancelled_lines || {})) flags.unshift("CANCELLED");
+    if (Object.hasOwn(order.cancelled_lines || {}, lineId)) flags.unshift("CANCELLED");
     return `${line.quantity} × ${line.product_name || ""} (${line.sku_id}) at ${line.unit_price}` +
-      (packageOf[lineId] ? `, package ${packageOf[lineId]}` : "") + (flags.length ? ` [${flags.join(", ")}]` : "");
+      (shown.package_id ? `, package ${shown.package_id}` : "") + (flags.length ? ` [${flags.join(", ")}]` : "");
   });
   listInto("reviews", order.reviews || [], (review) => `${review.rating}/5 ${review.comment || ""}`);
   listInto("after-sales", order.after_sales || [], (item) =>
