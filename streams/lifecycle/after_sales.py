@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from . import lines
 from . import status as st
-from .order import Change
+from .order import Change, deadline_for, deadline_owner, index_of
 
 REQUESTED, APPROVED, REJECTED = "REQUESTED", "APPROVED", "REJECTED"
 RETURN_SHIPPED, RETURN_RECEIVED, REFUNDED, CLOSED = "RETURN_SHIPPED", "RETURN_RECEIVED", "REFUNDED", "CLOSED"
@@ -76,14 +76,6 @@ def open_cases(order: dict) -> list[dict]:
     return [case for case in order.get("after_sales") or () if state(case) not in FINAL]
 
 
-def _deadline(name: str, case_id: str) -> str:
-    return f"{name}:{case_id}"
-
-
-def _index(cases: list[dict], case_id: str) -> int | None:
-    return next((n for n, case in enumerate(cases) if case["case_id"] == case_id), None)
-
-
 def _case(change: Change, event: dict) -> tuple[int, dict]:
     """The case the event names (`case_id`), or the only open one when it names none."""
     cases = change.order["after_sales"]
@@ -92,7 +84,7 @@ def _case(change: Change, event: dict) -> tuple[int, dict]:
         opened = [n for n, case in enumerate(cases) if state(case) not in FINAL]
         change.require(len(opened) == 1, "name the case (case_id): {} cases are open", len(opened))
         return opened[0], cases[opened[0]]
-    index = _index(cases, wanted)
+    index = index_of(cases, "case_id", wanted)
     change.require(index is not None, "the order has no after-sales case {}", str(wanted)[:128])
     return index, cases[index]
 
@@ -100,7 +92,7 @@ def _case(change: Change, event: dict) -> tuple[int, dict]:
 def _due_case(change: Change, deadline: str, waiting: str) -> int | None:
     """The index of the case a deadline (KIND:case_id) is for, if the case still is `waiting`."""
     cases = change.order["after_sales"]
-    index = _index(cases, deadline.split(":", 1)[1])
+    index = index_of(cases, "case_id", deadline_owner(deadline))
     return index if index is not None and state(cases[index]) == waiting else None
 
 
@@ -143,7 +135,7 @@ def after_sales_requested(change: Change, event: dict) -> None:
             "line_ids": list(wanted)}
     change.edit("after_sales").append(case)
     _move(change, len(change.order["after_sales"]) - 1, REQUESTED, "REQUESTED")
-    change.schedule(_deadline(RESPONSE_DUE, case_id), change.at + change.rules.after_sales_response)
+    change.schedule(deadline_for(RESPONSE_DUE, case_id), change.at + change.rules.after_sales_response)
     change.notify("alert", "AFTER_SALES_OPENED", case_id=case_id, case_kind=event["kind"], reason=event["reason"])
 
 
@@ -151,7 +143,7 @@ def after_sales_response(change: Change, event: dict) -> None:
     index, case = _case(change, event)
     change.require(state(case) == REQUESTED, "after-sales case {} is {}, not awaiting an answer", case["case_id"],
                    state(case))
-    change.cancel_deadlines(_deadline(RESPONSE_DUE, case["case_id"]))
+    change.cancel_deadlines(deadline_for(RESPONSE_DUE, case["case_id"]))
     if event["decision"] == "ACCEPT":
         _approve(change, index, "ACCEPTED", event.get("reason"))
     else:
@@ -161,7 +153,7 @@ def after_sales_response(change: Change, event: dict) -> None:
 def _approve(change: Change, index: int, reason: str, answer: str | None = None) -> None:
     case = _move(change, index, APPROVED, reason, **({"answer": answer} if answer else {}))
     if case["kind"] == "RETURN":
-        change.schedule(_deadline(RETURN_DUE, case["case_id"]), change.at + change.rules.return_ship_window)
+        change.schedule(deadline_for(RETURN_DUE, case["case_id"]), change.at + change.rules.return_ship_window)
 
 
 def response_due(change: Change, deadline: str) -> None:
@@ -185,7 +177,7 @@ def return_shipped(change: Change, event: dict) -> None:
     index, case = _case(change, event)
     change.require(case["kind"] == "RETURN" and state(case) == APPROVED,
                    "after-sales case {} ({}, {}) does not await a return", case["case_id"], case["kind"], state(case))
-    change.cancel_deadlines(_deadline(RETURN_DUE, case["case_id"]))
+    change.cancel_deadlines(deadline_for(RETURN_DUE, case["case_id"]))
     _move(change, index, RETURN_SHIPPED, "RETURN_SHIPPED",
           returned={"carrier": event["carrier"], "tracking_number": event["tracking_number"], "shipped_at": change.at})
 
@@ -217,7 +209,7 @@ def after_sales_resolved(change: Change, event: dict) -> None:
     index, case = _case(change, event)
     change.require(state(case) not in FINAL, "after-sales case {} is {} already", case["case_id"], state(case))
     for name in (RESPONSE_DUE, RETURN_DUE):
-        change.cancel_deadlines(_deadline(name, case["case_id"]))
+        change.cancel_deadlines(deadline_for(name, case["case_id"]))
     _move(change, index, CLOSED, event["outcome"], outcome=event["outcome"], resolved_at=change.at)
     change.notify("alert", "AFTER_SALES_RESOLVED", case_id=case["case_id"], case_kind=case["kind"],
                   outcome=event["outcome"])

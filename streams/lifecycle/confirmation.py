@@ -38,6 +38,7 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
     actions = []
     if after.get("paid_at") is not None and was.get("paid_at") is None:
         actions.append((RESERVE, after["paid_at"], None))
+    ids = lines.line_ids(after)
     cancelled = lines.cancelled(after)
     if after.get("paid_at") is not None and cancelled is not lines.cancelled(was):
         # Lines the seller cancelled on their own release their holds (each line once), before the rest
@@ -45,10 +46,9 @@ def stock_requests(before: dict | None, after: dict | None) -> list[dict]:
         # package given up were consumed when it shipped: nothing is left to release.
         shipped = shipping.shipped_line_ids(after)
         for line in [line for line in cancelled if line not in lines.cancelled(was) and line not in shipped]:
-            actions.append((RELEASE, cancelled[line]["at"], [lines.line_ids(after).index(line)]))
+            actions.append((RELEASE, cancelled[line]["at"], [ids.index(line)]))
     # Each package consumes its own lines' holds; a cancel releases the holds of the open lines not
     # shipped (a cancelled line's hold is closed already).
-    ids = lines.line_ids(after)
     shipped_before = {package["package_id"] for package in shipping.packages(was)}
     for package in shipping.packages(after):
         if package["package_id"] not in shipped_before:

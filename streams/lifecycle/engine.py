@@ -16,7 +16,7 @@ from operator import itemgetter
 
 from . import after_sales, cancellation, completion, confirmation, contract, payment, shipping
 from . import status as st
-from .order import Change, Rejected, copy_order, encoded_size, new_order
+from .order import Change, Rejected, copy_order, deadline_kind, encoded_size, new_order
 from .policy import Policy
 
 ORPHAN_GRACE = "ORPHAN_GRACE"
@@ -61,7 +61,7 @@ def _whose(container: str, event: dict) -> str:
 
 def _deadline_rule(name: str):
     """The rule of a deadline; one per after-sales case is named KIND:case_id."""
-    return payment.payment_reminder if payment.is_reminder(name) else DEADLINE_RULES.get(name.split(":", 1)[0])
+    return payment.payment_reminder if payment.is_reminder(name) else DEADLINE_RULES.get(deadline_kind(name))
 
 
 def advance(order: dict | None, now: int, policy: Policy) -> Step:

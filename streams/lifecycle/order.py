@@ -42,6 +42,25 @@ def encoded_size(order: dict) -> int:
     return len(orjson.dumps(order))
 
 
+def deadline_for(kind: str, owner: str) -> str:
+    """The name of a deadline of one package or after-sales case of an order: KIND:owner."""
+    return f"{kind}:{owner}"
+
+
+def deadline_kind(name: str) -> str:
+    return name.split(":", 1)[0]
+
+
+def deadline_owner(name: str) -> str | None:
+    """The package or case a deadline named KIND:owner is for; None for the order's own deadlines."""
+    return name.split(":", 1)[1] if ":" in name else None
+
+
+def index_of(items: list[dict], field: str, value: str) -> int | None:
+    """The place of the first item whose `field` is `value` (a package or case by its id)."""
+    return next((n for n, item in enumerate(items) if item[field] == value), None)
+
+
 def output_id(order_id: str, cause: str, n: int) -> str:
     return hashlib.blake2b(f"{order_id}\x1f{cause}\x1f{n}".encode(), digest_size=16).hexdigest()
 
@@ -114,7 +133,7 @@ class Change:
             order["conditions"] = {}
         if to in st.TERMINAL:
             order["deadlines"] = {name: due for name, due in order["deadlines"].items()
-                                  if name.split(":", 1)[0] in st.CASE_DEADLINES}
+                                  if deadline_kind(name) in st.CASE_DEADLINES}
         self._emit("status_change", from_status=from_status, to_status=to, reason=reason,
                    region=order.get("region"), shop_id=order.get("shop_id"), event_id=self.event_id, **extra)
 

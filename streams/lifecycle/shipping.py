@@ -23,7 +23,7 @@ import bisect
 
 from . import after_sales, lines
 from . import status as st
-from .order import Change
+from .order import Change, deadline_for, deadline_owner, index_of
 from .payment import SHIP_BY
 SHIPMENT_STALLED = "SHIPMENT_STALLED"
 REDELIVERY_WINDOW = "REDELIVERY_WINDOW"
@@ -53,7 +53,8 @@ def packages(order: dict) -> list[dict]:
 
 def package_tracking(order: dict, package_id: str) -> list[dict]:
     """One package's tracking entries (those stored before packages belong to the first)."""
-    first = packages(order)[0]["package_id"] if packages(order) else None
+    every = packages(order)
+    first = every[0]["package_id"] if every else None
     return [entry for entry in order.get("tracking") or () if entry.get("package_id", first) == package_id]
 
 
@@ -96,18 +97,18 @@ def ship_by_time(order: dict) -> int | None:
 
 
 def _deadline(kind: str, order: dict, package_id: str) -> str:
-    return kind if packages(order)[0]["package_id"] == package_id else f"{kind}:{package_id}"
+    return kind if packages(order)[0]["package_id"] == package_id else deadline_for(kind, package_id)
 
 
-def _due_package(change: Change, deadline: str) -> tuple[int, dict]:
-    """The package a deadline (KIND, or KIND:package_id) is for."""
+def _due_package(change: Change, deadline: str) -> tuple[int | None, dict | None]:
+    """The package a deadline is for: the first for KIND, the one named for KIND:package_id."""
     every = packages(change.order)
-    if not every:
-        return None, None
-    if ":" not in deadline:
-        return 0, every[0]
-    wanted = deadline.split(":", 1)[1]
-    return next(((n, package) for n, package in enumerate(every) if package["package_id"] == wanted), (None, None))
+    owner = deadline_owner(deadline)
+    if owner is None:
+        index = 0 if every else None
+    else:
+        index = index_of(every, "package_id", owner)
+    return (None, None) if index is None else (index, every[index])
 
 
 def _package(change: Change, event: dict) -> tuple[int, dict]:
@@ -117,7 +118,7 @@ def _package(change: Change, event: dict) -> tuple[int, dict]:
     if wanted is None:
         change.require(len(every) == 1, "name the package (package_id): the order has {} packages", len(every))
         return 0, every[0]
-    index = next((n for n, package in enumerate(every) if package["package_id"] == wanted), None)
+    index = index_of(every, "package_id", wanted)
     change.require(index is not None, "the order has no package {} (its packages: {})", wanted[:128],
                    ", ".join(package["package_id"] for package in every)[:200])
     return index, every[index]
